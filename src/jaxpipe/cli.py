@@ -1,0 +1,49 @@
+"""What every stage script shares: logging set-up, progress, and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from jaxpipe.errors import JaxpipeError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def interactive() -> bool:
+    """True when a person watches: stderr is a terminal and we are not in CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Quiet, line-based logs on stderr."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def progress(items: Iterable[T], total: int, desc: str, every: int = 1) -> Iterator[T]:
+    """A progress bar for a person; every ``every`` items a log line otherwise."""
+    if interactive():
+        yield from tqdm(items, total=total, desc=desc, leave=False)
+        return
+    for i, item in enumerate(items, start=1):
+        yield item
+        if i % every == 0 or i == total:
+            log.info("%s: %d/%d", desc, i, total)
+
+
+def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's ``main``; a JaxpipeError becomes one line on stderr and exit code 2."""
+    setup_logging()
+    try:
+        main(argv)
+    except JaxpipeError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None

@@ -1,0 +1,107 @@
+"""Typed, validated stage configs read from params.yaml.
+
+Every stage reads one section of params.yaml into a dataclass. A wrong key, a missing key or
+a value of the wrong type fails at start-up with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from jaxpipe.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_params(path: str | Path, *keys: str) -> Any:
+    """Return the value at ``keys`` (e.g. ``"train", "xor_mlp"``) of a params YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    where = str(path)
+    for key in keys:
+        if not isinstance(data, Mapping) or key not in data:
+            raise ConfigError(f"{where}: missing key '{key}'")
+        data = data[key]
+        where = f"{where}:{key}" if where == str(path) else f"{where}.{key}"
+    return data
+
+
+def parse(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from a mapping, checking keys and types; ``where`` names it."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (expected one of {sorted(fields)})")
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in data:
+            no_default = field.default is dataclasses.MISSING
+            if no_default and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}.{name}: missing key")
+            continue
+        kwargs[name] = _coerce(data[name], hints[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # raised by __post_init__ range checks
+        raise ConfigError(f"{where}.{exc}") from None
+
+
+def check(ok: bool, key: str, message: str) -> None:
+    """Raise a ValueError that ``parse`` turns into a ConfigError naming ``key``."""
+    if not ok:
+        raise ValueError(f"{key}: {message}")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1] if len(errors) == 1 else f"{where}: {value!r} fits no allowed type")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, where)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (str, bool) and isinstance(value, hint):
+        return value
+    if hint is Any:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

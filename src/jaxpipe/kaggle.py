@@ -1,0 +1,106 @@
+"""The Kaggle source: credential discovery, a thin CLI call, safe extraction, verification."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from jaxpipe.download import DownloadConfig, fetch_from_mirror, verify
+from jaxpipe.errors import DownloadError, JaxpipeError
+
+log = logging.getLogger(__name__)
+
+
+def credential_source(env: Mapping[str, str], home: Path) -> str:
+    """Name the credentials the kaggle package will use, in its own order, or 'anonymous'."""
+    if env.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    kaggle_dir = Path(env.get("KAGGLE_CONFIG_DIR") or home / ".kaggle")
+    for name in ("access_token", "access_token.txt"):
+        if (kaggle_dir / name).is_file() and (kaggle_dir / name).read_text().strip():
+            return str(kaggle_dir / name)
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    config = kaggle_dir / "kaggle.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except json.JSONDecodeError:
+            raise JaxpipeError(f"{config}: not valid JSON") from None
+        missing = [k for k in ("username", "key") if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise JaxpipeError(f"{config}: missing key '{missing[0]}'")
+        return str(config)
+    return "anonymous"
+
+
+def safe_extract(archive: Path, dest: Path) -> list[Path]:
+    """Extract a zip into ``dest``, rejecting any entry that would land outside it."""
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            name = PurePosixPath(info.filename.replace("\\", "/"))
+            target = (root / name).resolve()
+            if name.is_absolute() or not target.is_relative_to(root) or target == root:
+                raise DownloadError(f"{archive}: unsafe entry {info.filename!r} escapes {dest}")
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise DownloadError(f"{archive}: symbolic link entry {info.filename!r} refused")
+        zf.extractall(root)
+        return [root / i.filename for i in zf.infolist() if not i.is_dir()]
+
+
+def run_kaggle_cli(dataset: str, dest: Path, timeout: float) -> Path:
+    """Download ``dataset``'s zip with the kaggle CLI (anonymous access needs the CLI)."""
+    cmd = [sys.executable, "-m", "kaggle", "datasets", "download", dataset, "-p", str(dest), "-q"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+    except subprocess.TimeoutExpired:
+        raise DownloadError(f"kaggle {dataset}: timed out after {timeout:.0f} s") from None
+    zips = sorted(dest.glob("*.zip"))
+    if proc.returncode != 0 or not zips:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise DownloadError(f"kaggle {dataset}: {reason}")
+    return zips[0]
+
+
+def download_kaggle(cfg: DownloadConfig, out_dir: Path, mirror: Path | None) -> dict[str, str]:
+    """Fetch a Kaggle dataset's files into ``out_dir`` (local mirror first), verified."""
+    assert cfg.kaggle_dataset is not None
+    served = {}
+    pending = []
+    for spec in cfg.files.values():
+        if fetch_from_mirror(mirror, cfg.mirror_folder, spec, out_dir / spec.name):
+            served[spec.name] = str(mirror)
+        else:
+            pending.append(spec)
+    if not pending:
+        return served
+    source = credential_source(os.environ, Path.home())
+    log.info("kaggle %s: credentials: %s", cfg.kaggle_dataset, source)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        try:
+            archive = run_kaggle_cli(cfg.kaggle_dataset, Path(tmp), cfg.timeout_s)
+        except DownloadError as exc:
+            hint = "" if mirror else " (offline? set JAXPIPE_MIRROR to a local mirror directory)"
+            raise DownloadError(f"{exc}{hint}") from None
+        extracted = Path(tmp) / "extracted"
+        safe_extract(archive, extracted)
+        for spec in pending:
+            found = extracted / spec.name
+            if not found.is_file():
+                raise DownloadError(f"kaggle {cfg.kaggle_dataset}: archive has no {spec.name}")
+            problem = verify(found, spec)
+            if problem:
+                raise DownloadError(f"kaggle {cfg.kaggle_dataset}: {spec.name}: {problem}")
+            os.replace(found, out_dir / spec.name)
+            served[spec.name] = f"kaggle:{cfg.kaggle_dataset}"
+            log.info("%s: served by kaggle %s", spec.name, cfg.kaggle_dataset)
+    return served

@@ -1,0 +1,96 @@
+"""Parquet layouts of prepared data sets, and loading them back into NumPy.
+
+A prepared data set is a folder: ``train.parquet``, ``test.parquet``, optionally
+``val.parquet``, and ``scaler.json`` (mean and scale fitted on train). Tables hold numeric
+feature columns and a target; images are one fixed-size ``uint8`` list column.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jaxpipe.errors import JaxpipeError
+from jaxpipe.fileio import write_json, write_parquet
+
+IMAGE_COLUMN, LABEL_COLUMN = "image", "label"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Model-ready arrays of one split: float32 features (scaled) and targets."""
+
+    x: np.ndarray
+    y: np.ndarray
+    features: list[str]
+
+
+def table_from_frame(frame: pd.DataFrame, target: str, target_type: pa.DataType) -> pa.Table:
+    """An explicit-schema table: float64 features, then the target column."""
+    features = [c for c in frame.columns if c != target]
+    schema = pa.schema([pa.field(c, pa.float64(), nullable=False) for c in features]
+                       + [pa.field(target, target_type, nullable=False)])
+    arrays = [pa.array(frame[c].to_numpy(np.float64)) for c in features]
+    arrays.append(pa.array(frame[target].to_numpy(), type=target_type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def image_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """Images (n, h, w) uint8 as one fixed-size list column, labels as uint8."""
+    size = int(np.prod(images.shape[1:]))
+    flat = pa.array(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1))
+    column = pa.FixedSizeListArray.from_arrays(flat, size)
+    schema = pa.schema([pa.field(IMAGE_COLUMN, pa.list_(pa.uint8(), size), nullable=False),
+                        pa.field(LABEL_COLUMN, pa.uint8(), nullable=False)],
+                       metadata={"image_shape": json.dumps(list(images.shape[1:]))})
+    return pa.Table.from_arrays([column, pa.array(labels.astype(np.uint8))], schema=schema)
+
+
+def write_dataset(out_dir: Path, splits: dict[str, pa.Table], scaler: dict) -> None:
+    """Write every split's Parquet file and the scaler JSON into ``out_dir``."""
+    for name, table in splits.items():
+        write_parquet(out_dir / f"{name}.parquet", table)
+    write_json(out_dir / "scaler.json", scaler)
+
+
+def read_scaler(data_dir: Path) -> dict:
+    """The scaler JSON of a prepared data set."""
+    path = data_dir / "scaler.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise JaxpipeError(f"{path}: not found (run the prepare stage first)") from None
+
+
+def load_split(data_dir: str | Path, split: str) -> Split:
+    """Load one split as float32 features (the stored scaling applied) and targets."""
+    data_dir = Path(data_dir)
+    path = data_dir / f"{split}.parquet"
+    try:
+        table = pq.read_table(path)
+    except (FileNotFoundError, pa.ArrowInvalid) as exc:
+        raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    scaler = read_scaler(data_dir)
+    if IMAGE_COLUMN in table.column_names:
+        images = load_images(table)
+        x = (images.astype(np.float32) - scaler["mean"][0]) / scaler["scale"][0]
+        return Split(x[..., None], table[LABEL_COLUMN].to_numpy().astype(np.int32), [IMAGE_COLUMN])
+    target = scaler["target"]
+    features = [c for c in table.column_names if c != target]
+    x = np.column_stack([table[c].to_numpy() for c in features]).astype(np.float32)
+    y = table[target].to_numpy()
+    return Split(x, y.astype(np.int32) if y.dtype.kind in "iu" else y.astype(np.float32), features)
+
+
+def load_images(table: pa.Table) -> np.ndarray:
+    """The image column as a (n, h, w) uint8 array, without a per-row Python loop."""
+    shape = json.loads(table.schema.metadata[b"image_shape"])
+    column = table[IMAGE_COLUMN].combine_chunks()
+    flat = column.values.to_numpy(zero_copy_only=False)
+    return flat.reshape(len(column), *shape)

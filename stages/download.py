@@ -1,0 +1,34 @@
+"""Stage download@<dataset>: fetch and verify a raw data set into a folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from jaxpipe.cli import run
+from jaxpipe.config import load_params, parse
+from jaxpipe.download import DownloadConfig, download_http, mirror_from_env
+from jaxpipe.fileio import atomic_dir
+from jaxpipe.kaggle import download_kaggle
+
+log = logging.getLogger("download")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", help="key under download: in params.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    raw = load_params(args.params, "download", args.dataset)
+    cfg = parse(DownloadConfig, raw, f"{args.params}:download.{args.dataset}")
+    fetch = download_kaggle if cfg.kaggle_dataset else download_http
+    with atomic_dir(args.out) as tmp:
+        served = fetch(cfg, tmp, mirror_from_env())
+    log.info("%s: %d files in %s (sources: %s)", args.dataset, len(served), args.out,
+             ", ".join(sorted(set(served.values()))))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,38 @@
+"""Stage prepare@<dataset>: split, standardize on train only, write Parquet + scaler."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from jaxpipe.cli import run
+from jaxpipe.config import load_params, parse
+from jaxpipe.fileio import atomic_dir
+from jaxpipe.prepare import PrepareConfig, prepare_images, prepare_table, read_mnist, read_source
+from jaxpipe.tables import write_dataset
+
+log = logging.getLogger("prepare")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", help="key under prepare: in params.yaml")
+    parser.add_argument("--input", type=Path, required=True, help="raw file or folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    raw = load_params(args.params, "prepare", args.dataset)
+    cfg = parse(PrepareConfig, raw, f"{args.params}:prepare.{args.dataset}")
+    if cfg.kind == "images":
+        parts = read_mnist(args.input)
+        tables, scaler = prepare_images(*parts["train"], *parts["test"], cfg)
+    else:
+        tables, scaler = prepare_table(read_source(args.input), cfg, str(args.input))
+    with atomic_dir(args.out) as tmp:
+        write_dataset(tmp, tables, scaler)
+    log.info("%s: %s", args.dataset, ", ".join(f"{k} {v.num_rows} rows" for k, v in tables.items()))
+
+
+if __name__ == "__main__":
+    run(main)
