@@ -32,7 +32,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         raise JaxpipeError(f"{path}: header says {shape} ({expected} bytes), file has {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

@@ -1,0 +1,93 @@
+"""Throw-away copies of the project for end-to-end runs: copy, profile, mirror, run dvc."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+from ruamel.yaml import YAML
+
+from jaxpipe.errors import JaxpipeError
+from jaxpipe.mirror import apply_mirror
+
+log = logging.getLogger(__name__)
+GIT_ENV = {"GIT_AUTHOR_NAME": "jaxpipe", "GIT_AUTHOR_EMAIL": "jaxpipe@localhost",
+           "GIT_COMMITTER_NAME": "jaxpipe", "GIT_COMMITTER_EMAIL": "jaxpipe@localhost"}
+
+
+def project_files(root: Path) -> list[str]:
+    """Files git tracks or would track (not ignored) in ``root``."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout
+    return [f for f in out.split("\0") if f and (root / f).exists()]
+
+
+def apply_profile(params_path: Path, profile_path: Path) -> None:
+    """Set each ``dotted.key: value`` of a profile YAML in params.yaml (comments kept)."""
+    overrides = yaml.safe_load(profile_path.read_text()) or {}
+    rt = YAML()
+    rt.width = 4096
+    rt.indent(mapping=2, sequence=4, offset=2)
+    params = rt.load(params_path.read_text())
+    for dotted, value in overrides.items():
+        *keys, last = dotted.split(".")
+        node = params
+        for key in keys:
+            if key not in node:
+                raise JaxpipeError(f"{profile_path}: {dotted}: no key '{key}' in {params_path}")
+            node = node[key]
+        if last not in node:
+            raise JaxpipeError(f"{profile_path}: {dotted}: no key '{last}' in {params_path}")
+        node[last] = value
+    with open(params_path, "w") as handle:
+        rt.dump(params, handle)
+
+
+def make_workspace(root: Path, dest: Path, mirror: Path | None = None,
+                   profile: Path | None = None) -> Path:
+    """Copy the project into ``dest`` as a fresh git repo, profile and mirror applied."""
+    for name in project_files(root):
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, target)
+    if profile is not None:
+        apply_profile(dest / "params.yaml", profile)
+    if mirror is not None:
+        apply_mirror(dest / "params.yaml", mirror)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "workspace")
+    return dest
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity; return stdout."""
+    env = {**os.environ, **GIT_ENV}
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise JaxpipeError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def dvc(cwd: Path, *args: str, mirror: Path | None = None, check: bool = True
+        ) -> subprocess.CompletedProcess:
+    """Run the real ``dvc`` CLI in ``cwd`` (with JAXPIPE_MIRROR set if given)."""
+    env = {**os.environ, **GIT_ENV}
+    if mirror is not None:
+        env["JAXPIPE_MIRROR"] = str(mirror.resolve())
+    dvc_bin = shutil.which("dvc") or "dvc"
+    proc = subprocess.run([dvc_bin, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
+        raise JaxpipeError(f"dvc {' '.join(args)} failed in {cwd}:\n" + "\n".join(tail))
+    return proc
+
+
+def ran_stages(output: str) -> list[str]:
+    """Stage names that a ``dvc repro`` output says it ran."""
+    prefix = "Running stage '"
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith(prefix)]

@@ -1,0 +1,105 @@
+"""Test helpers: small real data files and a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jaxpipe.idx import write_idx
+from jaxpipe.prepare import MNIST_FILES
+
+MOBILE_COLUMNS = [
+    "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
+    "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
+    "three_g", "touch_screen", "wifi", "price_range",
+]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324
+
+
+def mobile_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A mobile-price-shaped table whose price_range depends on ram (learnable)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.integers(0, 20, size=(n, 20)), columns=MOBILE_COLUMNS[:-1])
+    frame["ram"] = rng.integers(256, 4000, size=n)
+    frame["price_range"] = np.digitize(frame["ram"], [1200, 2100, 3000])
+    return frame
+
+
+def write_fake_mirror(root: Path, n_train: int = 120, n_test: int = 60) -> Path:
+    """A local mirror in the official layout, with MD5SUMS, holding small real-format files."""
+    (root / "mobile-price").mkdir(parents=True)
+    mobile_frame().to_csv(root / "mobile-price" / "train.csv", index=False)
+    mnist = root / "mnist"
+    mnist.mkdir()
+    rng = np.random.default_rng(1)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n, dtype=np.uint8) % 10
+        images = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):  # a bright bar whose place encodes the label
+            images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 250
+        write_idx(mnist / MNIST_FILES[split][0], images)
+        write_idx(mnist / MNIST_FILES[split][1], labels)
+    for folder in (root / "mobile-price", mnist):
+        files = sorted(p for p in folder.iterdir() if p.name != "MD5SUMS")
+        (folder / "MD5SUMS").write_text("".join(f"{md5(p)}  {p.name}\n" for p in files))
+    return root
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves files of ``root`` at /good/, /corrupt/ (bytes flipped), /truncate/ (cut short)."""
+
+    root: Path
+
+    def do_GET(self) -> None:  # noqa: N802
+        mode, _, name = self.path.strip("/").partition("/")
+        path = self.root / name
+        if mode not in ("good", "corrupt", "truncate") or not path.is_file():
+            self.send_error(404)
+            return
+        body = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode == "corrupt":
+            body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
+        if mode == "truncate":
+            body = body[: len(body) // 2]
+        self.wfile.write(body)
+        if mode == "truncate":
+            self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def http_server(root: Path) -> Iterator[str]:
+    """Serve ``root`` on 127.0.0.1 at a free port; yield the base URL."""
+    handler = type("Handler", (_Handler,), {"root": root})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def dead_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

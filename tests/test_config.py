@@ -1,0 +1,49 @@
+"""Typed configs: a wrong key, type or value fails with a message naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from jaxpipe.config import load_params, parse
+from jaxpipe.download import DownloadConfig
+from jaxpipe.errors import ConfigError
+from jaxpipe.prepare import PrepareConfig
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_repo_params_parse() -> None:
+    for name in ("mobile_binary", "mnist", "linear"):
+        parse(PrepareConfig, load_params(ROOT / "params.yaml", "prepare", name), name)
+    for name in ("mobile_price", "mnist"):
+        parse(DownloadConfig, load_params(ROOT / "params.yaml", "download", name), name)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"kind": "table", "tset_size": 0.2}, r"p\.tset_size: unknown key"),
+    ({"kind": "tabel"}, r"p\.kind: 'tabel' is not one of"),
+    ({"kind": "table", "test_size": "big"}, r"p\.test_size: expected float"),
+    ({"kind": "table", "test_size": 1.5}, r"p\.test_size: must be in \[0, 1\)"),
+    ({"kind": "table", "classes": [0, "one"]}, r"p\.classes\[1\]: expected int"),
+    ({"test_size": 0.2}, r"p\.kind: missing key"),
+    ({"kind": "table", "standardize": 1}, r"p\.standardize: expected bool"),
+])
+def test_bad_values_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(PrepareConfig, data, "p")
+
+
+def test_nested_dataclass_errors_name_full_path() -> None:
+    data = {"mirror_folder": "m", "urls": ["http://x/"], "files": {"a": {"name": "f", "md5": "z"}}}
+    with pytest.raises(ConfigError, match=r"d\.files\.a\.md5: 'z' is not a 32-digit"):
+        parse(DownloadConfig, data, "d")
+
+
+def test_load_params_names_missing_key(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare:\n  a: {kind: table}\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml:prepare: missing key 'b'"):
+        load_params(path, "prepare", "b")
+    path.write_text("prepare: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path, "prepare")

@@ -1,0 +1,47 @@
+"""IDX parsing on small files the tests write."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxpipe.errors import JaxpipeError
+from jaxpipe.idx import read_idx, write_idx
+
+
+@pytest.mark.parametrize("name", ["images.idx", "images.idx.gz"])
+def test_round_trip(tmp_path: Path, name: str) -> None:
+    images = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    write_idx(tmp_path / name, images)
+    back = read_idx(tmp_path / name)
+    assert back.dtype == np.uint8 and back.shape == (3, 4, 5)
+    np.testing.assert_array_equal(back, images)
+
+
+def test_labels_are_one_dimensional(tmp_path: Path) -> None:
+    write_idx(tmp_path / "labels.gz", np.array([7, 2, 1], dtype=np.uint8))
+    np.testing.assert_array_equal(read_idx(tmp_path / "labels.gz"), [7, 2, 1])
+
+
+def test_bad_magic_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(b"\x1f\x8bnot idx at all")
+    with pytest.raises(JaxpipeError, match=r"x\.gz: not an IDX file"):
+        read_idx(path)
+
+
+def test_header_count_must_match_payload(tmp_path: Path) -> None:
+    path = tmp_path / "short.idx"
+    write_idx(path, np.zeros((4, 2, 2), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(JaxpipeError, match=r"header says \(4, 2, 2\)"):
+        read_idx(path)
+
+
+def test_not_gzip_is_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "fake.gz"
+    path.write_bytes(b"plain bytes")
+    with pytest.raises(JaxpipeError, match="fake.gz: cannot read"):
+        read_idx(path)
