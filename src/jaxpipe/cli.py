@@ -26,16 +26,17 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" probe noise
 
 
 def progress(items: Iterable[T], total: int, desc: str, every: int = 1) -> Iterator[T]:
-    """A progress bar for a person; every ``every`` items a log line otherwise."""
+    """A progress bar for a person; otherwise a log line every ``every`` items (0: none)."""
     if interactive():
         yield from tqdm(items, total=total, desc=desc, leave=False)
         return
     for i, item in enumerate(items, start=1):
         yield item
-        if i % every == 0 or i == total:
+        if every and (i % every == 0 or i == total):
             log.info("%s: %d/%d", desc, i, total)
 
 

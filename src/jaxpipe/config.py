@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
+from ruamel.yaml import YAML
 
 from jaxpipe.errors import ConfigError
 
@@ -36,6 +37,17 @@ def load_params(path: str | Path, *keys: str) -> Any:
         data = data[key]
         where = f"{where}:{key}" if where == str(path) else f"{where}.{key}"
     return data
+
+
+def roundtrip_yaml() -> YAML:
+    """A YAML reader/writer that keeps params.yaml's comments, layout and ``null``s."""
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return rt
 
 
 def parse(cls: type[T], data: Any, where: str) -> T:

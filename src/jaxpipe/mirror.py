@@ -12,9 +12,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ruamel.yaml import YAML
-
 from jaxpipe.cli import run
+from jaxpipe.config import roundtrip_yaml
 from jaxpipe.errors import JaxpipeError
 from jaxpipe.fileio import atomic_path
 
@@ -56,10 +55,7 @@ def apply_mirror(params_path: Path, mirror: Path) -> dict[tuple[str, str], str]:
     """Rewrite params.yaml's download checksums to match ``mirror``; return what changed."""
     if not mirror.is_dir():
         raise JaxpipeError(f"{mirror}: mirror directory not found")
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml = roundtrip_yaml()
     params = yaml.load(params_path.read_text())
     changes = mirror_overrides(params, mirror)
     for (dataset, key), md5 in changes.items():

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from ruamel.yaml import YAML
 
+from jaxpipe.config import roundtrip_yaml
 from jaxpipe.errors import JaxpipeError
 from jaxpipe.mirror import apply_mirror
 
@@ -27,21 +27,22 @@ def project_files(root: Path) -> list[str]:
 
 
 def apply_profile(params_path: Path, profile_path: Path) -> None:
-    """Set each ``dotted.key: value`` of a profile YAML in params.yaml (comments kept)."""
-    overrides = yaml.safe_load(profile_path.read_text()) or {}
-    rt = YAML()
-    rt.width = 4096
-    rt.indent(mapping=2, sequence=4, offset=2)
+    """Apply a profile YAML of ``dotted.key: value`` overrides to params.yaml."""
+    set_params(params_path, yaml.safe_load(profile_path.read_text()) or {}, str(profile_path))
+
+
+def set_params(params_path: Path, overrides: dict, source: str = "override") -> None:
+    """Set each existing ``dotted.key`` of params.yaml to its value (comments kept)."""
+    rt = roundtrip_yaml()
     params = rt.load(params_path.read_text())
     for dotted, value in overrides.items():
         *keys, last = dotted.split(".")
         node = params
-        for key in keys:
-            if key not in node:
-                raise JaxpipeError(f"{profile_path}: {dotted}: no key '{key}' in {params_path}")
-            node = node[key]
-        if last not in node:
-            raise JaxpipeError(f"{profile_path}: {dotted}: no key '{last}' in {params_path}")
+        for key in [*keys, last]:
+            if not hasattr(node, "get") or key not in node:
+                raise JaxpipeError(f"{source}: {dotted}: no key '{key}' in {params_path}")
+            if key != last:
+                node = node[key]
         node[last] = value
     with open(params_path, "w") as handle:
         rt.dump(params, handle)

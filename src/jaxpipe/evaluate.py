@@ -1,0 +1,109 @@
+"""Evaluate: flat metrics, a scikit-learn reference on the same split, and plot data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from jaxpipe.config import check
+from jaxpipe.tables import Split
+
+Rows = tuple[list[str], list[list]]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """params.yaml ``evaluate.<model>``."""
+
+    threshold: float = 0.5
+    reference: bool = True
+    reference_c: float = 1.0
+    reference_max_iter: int = 1000
+
+    def __post_init__(self) -> None:
+        check(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
+        check(self.reference_c > 0, "reference_c", "must be positive")
+
+
+def _r(value: float) -> float:
+    return round(float(value), 6)
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
+    """Accuracy, per-class and macro precision/recall/F1, log loss; ROC AUC if binary."""
+    binary = probs.ndim == 1
+    full = np.column_stack([1 - probs, probs]) if binary else probs
+    pred = (probs > threshold).astype(int) if binary else probs.argmax(axis=1)
+    labels = list(range(full.shape[1]))
+    prec, rec, f1, _ = skm.precision_recall_fscore_support(y, pred, labels=labels,
+                                                           zero_division=0)
+    out = {"accuracy": _r(skm.accuracy_score(y, pred)), "n_test": len(y),
+           "log_loss": _r(skm.log_loss(y, np.clip(full, 1e-15, 1), labels=labels)),
+           "macro_precision": _r(prec.mean()), "macro_recall": _r(rec.mean()),
+           "macro_f1": _r(f1.mean())}
+    for c in labels:
+        out.update({f"precision_{c}": _r(prec[c]), f"recall_{c}": _r(rec[c]),
+                    f"f1_{c}": _r(f1[c])})
+    if binary and len(np.unique(y)) == 2:
+        out["roc_auc"] = _r(skm.roc_auc_score(y, probs))
+    return out
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    """RMSE, MAE and R^2."""
+    return {"rmse": _r(np.sqrt(skm.mean_squared_error(y, pred))),
+            "mae": _r(skm.mean_absolute_error(y, pred)), "r2": _r(skm.r2_score(y, pred))}
+
+
+def reference(task: str, train: Split, test: Split, cfg: EvalConfig) -> dict:
+    """The model a user would reach for, fitted on the same train split, scored on test."""
+    if task == "regression":
+        model = LinearRegression().fit(train.x, train.y)
+        out = regression_metrics(test.y, model.predict(test.x))
+        out.update({f"coef_{i}": _r(c) for i, c in enumerate(model.coef_)})
+        out["intercept"] = _r(model.intercept_)
+    else:
+        model = LogisticRegression(C=cfg.reference_c, max_iter=cfg.reference_max_iter)
+        model.fit(train.x, train.y)
+        probs = model.predict_proba(test.x)
+        probs = probs[:, 1] if task == "binary" else probs
+        full = classification_metrics(test.y, probs, cfg.threshold)
+        keep = ("accuracy", "macro_f1", "log_loss", "roc_auc")
+        out = {k: v for k, v in full.items() if k in keep}
+    return {f"sklearn_{k}": v for k, v in out.items()}
+
+
+def plot_rows(task: str, y: np.ndarray, out: np.ndarray, threshold: float) -> dict[str, Rows]:
+    """Plot data: predictions (confusion or predicted-vs-actual) and, if binary, the ROC."""
+    if task == "regression":
+        return {"predictions": (["actual", "predicted"],
+                                [[_r(a), _r(p)] for a, p in zip(y, out, strict=True)])}
+    pred = (out > threshold).astype(int) if task == "binary" else out.argmax(axis=1)
+    rows = {"predictions": (["actual", "predicted"],
+                            [[int(a), int(p)] for a, p in zip(y, pred, strict=True)])}
+    if task == "binary" and len(np.unique(y)) == 2:
+        fpr, tpr, _ = skm.roc_curve(y, out)
+        rows["roc"] = (["fpr", "tpr"], [[_r(f), _r(t)] for f, t in zip(fpr, tpr, strict=True)])
+    return rows
+
+
+def model_metrics(task: str, kind: str, y: np.ndarray, out: np.ndarray, params: dict,
+                  meta: dict, cfg: EvalConfig) -> dict:
+    """The metrics of our model: by task, plus what the kind adds (coefficients, steps...)."""
+    if task == "regression":
+        result = regression_metrics(y, out)
+        result.update({f"coef_{i}": _r(c) for i, c in enumerate(np.ravel(params["w"]))})
+        result["intercept"] = _r(np.ravel(params["b"])[0])
+    else:
+        result = classification_metrics(y, out, cfg.threshold)
+    info = meta.get("info", {})
+    if kind == "mlp":
+        result.update(steps_to_converge=info["steps"], converged=int(info["converged"]),
+                      final_loss=_r(info["final_loss"]))
+    if kind == "cnn":
+        result.update(best_epoch=info["best_epoch"], best_val_loss=_r(info["best_val_loss"]),
+                      train_images=info["train_images"], train_steps=info["train_steps"])
+    return result

@@ -1,0 +1,1 @@
+"""The models: each a typed config, a ``fit`` and a ``predict``."""

@@ -1,0 +1,94 @@
+"""The XOR network of system 2: ``y = sigmoid(tanh(x.W1 + b1).w2 + b2)``.
+
+Init exactly as the write-up: ``key = key(seed)``; ``subkey, key = split(key)``; split
+``subkey`` into four and draw W1, b1, w2, b2 from ``normal`` in that order. Plain gradient
+descent; every ``check_every`` steps stop if all four outputs are right. The whole loop,
+stopping rule included, is one compiled ``lax.while_loop``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from jaxpipe.config import check
+
+Params = dict[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """params.yaml ``train.<model>`` for kind ``mlp``."""
+
+    seed: int = 9
+    hidden: int = 3
+    lr: float = 1.0
+    eps: float = 1e-10
+    check_every: int = 10
+    max_steps: int = 10_000
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "lr", "must be positive")
+        check(self.check_every > 0, "check_every", "must be positive")
+        check(self.max_steps >= self.check_every, "max_steps", "must be >= check_every")
+
+
+def mlp_init(cfg: MLPConfig, n_features: int) -> Params:
+    key = jax.random.key(cfg.seed)
+    subkey, key = jax.random.split(key)
+    k1, k2, k3, k4 = jax.random.split(subkey, 4)
+    return {"W1": jax.random.normal(k1, (n_features, cfg.hidden)),
+            "b1": jax.random.normal(k2, (cfg.hidden,)),
+            "w2": jax.random.normal(k3, (cfg.hidden,)),
+            "b2": jax.random.normal(k4, ())}
+
+
+def mlp_predict(params: Params, x: jax.Array) -> jax.Array:
+    """Probability of class 1."""
+    z = jnp.tanh(x @ params["W1"] + params["b1"])
+    return jax.nn.sigmoid(z @ params["w2"] + params["b2"])
+
+
+def mlp_loss(params: Params, x: jax.Array, y: jax.Array, eps: float) -> jax.Array:
+    p = mlp_predict(params, x)
+    return -jnp.mean(y * jnp.log(p + eps) + (1 - y) * jnp.log(1 - p + eps))
+
+
+@partial(jax.jit, static_argnames=("check_every", "max_steps"))
+def _mlp_loop(params: Params, x, y, lr, eps, check_every: int, max_steps: int):
+    grad = jax.value_and_grad(mlp_loss)
+    chunks = max_steps // check_every
+    losses = jnp.full((chunks * check_every,), jnp.nan)
+
+    def step(i, carry):
+        p, losses, base = carry
+        loss, g = grad(p, x, y, eps)
+        p = jax.tree.map(lambda a, b: a - lr * b, p, g)
+        return p, losses.at[base + i].set(loss), base
+
+    def chunk(state):
+        n, p, losses, _ = state
+        p, losses, _ = jax.lax.fori_loop(0, check_every, step, (p, losses, n * check_every))
+        done = jnp.all((mlp_predict(p, x) > 0.5) == (y > 0.5))
+        return n + 1, p, losses, done
+
+    def more(state):
+        n, _, _, done = state
+        return (n < chunks) & ~done
+
+    n, params, losses, done = jax.lax.while_loop(more, chunk, (0, params, losses, False))
+    return params, losses, n * check_every, done
+
+
+def mlp_fit(cfg: MLPConfig, x, y, x_test, y_test) -> tuple[Params, dict, dict]:
+    """Train until all four are right (checked every ``check_every`` steps) or ``max_steps``."""
+    params = mlp_init(cfg, x.shape[1])
+    y = jnp.asarray(y, jnp.float32)
+    params, losses, steps, done = _mlp_loop(params, x, y, cfg.lr, cfg.eps, cfg.check_every,
+                                            cfg.max_steps)
+    steps = int(steps)
+    info = {"steps": steps, "converged": bool(done), "final_loss": float(losses[steps - 1])}
+    return params, {"train_loss": losses[:steps]}, info

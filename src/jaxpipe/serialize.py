@@ -1,0 +1,71 @@
+"""Model files: safetensors (no pickle), deterministic bytes, metadata as one JSON string.
+
+safetensors keeps its metadata in a hash map, so several keys may be written in any order;
+one key holding sorted JSON keeps the same parameters and metadata byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from jaxpipe.errors import JaxpipeError
+from jaxpipe.fileio import atomic_path
+
+META_KEY = "jaxpipe"
+
+
+def _name(path: tuple) -> str:
+    parts = []
+    for entry in path:
+        key = getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", entry)))
+        parts.append(str(key))
+    if len(parts) > 1 and parts[-1] == "value":  # an nnx Variable's payload
+        parts.pop()
+    return ".".join(parts)
+
+
+def flatten(params: Any) -> dict[str, np.ndarray]:
+    """A pytree of arrays as ``{"conv1.kernel": array, ...}`` (host NumPy arrays)."""
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {_name(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def unflatten(flat: dict[str, np.ndarray], template: Any, source: str = "model file") -> Any:
+    """Put ``flat``'s arrays into a pytree shaped like ``template``."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_name(path) for path, _ in leaves]
+    missing = sorted(set(names) - set(flat))
+    if missing:
+        raise JaxpipeError(f"{source}: lacks parameter '{missing[0]}'")
+    return jax.tree_util.tree_unflatten(treedef, [flat[n] for n in names])
+
+
+def save_model(path: str | Path, params: Any, meta: dict) -> None:
+    """Write parameters and metadata atomically."""
+    tensors = {k: np.ascontiguousarray(v) for k, v in flatten(params).items()}
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: text})
+
+
+def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a model file: flat parameters and metadata; a clear error if it is not one."""
+    path = Path(path)
+    try:
+        flat = load_file(str(path))
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+        meta = json.loads(header["__metadata__"][META_KEY])
+    except FileNotFoundError:
+        raise JaxpipeError(f"{path}: model file not found (run the train stage first)") from None
+    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        raise JaxpipeError(f"{path}: not a jaxpipe model file ({exc.__class__.__name__})") from None
+    return flat, meta

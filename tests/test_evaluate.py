@@ -1,0 +1,42 @@
+"""Metrics: flat numbers with the names the issue lists; plot data shapes."""
+
+import numpy as np
+
+from jaxpipe.evaluate import EvalConfig, classification_metrics, plot_rows, reference
+from jaxpipe.tables import Split
+
+
+def test_binary_metrics_schema_and_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    out = classification_metrics(y, np.array([0.1, 0.6, 0.7, 0.9]))
+    assert out["accuracy"] == 0.75 and out["roc_auc"] == 1.0 and out["n_test"] == 4
+    expected = {"accuracy", "log_loss", "roc_auc", "macro_precision", "macro_recall", "macro_f1",
+                "precision_0", "recall_0", "f1_0", "precision_1", "recall_1", "f1_1", "n_test"}
+    assert set(out) == expected
+    assert all(isinstance(v, int | float) for v in out.values())
+
+
+def test_multiclass_metrics_have_per_class_f1_and_no_auc() -> None:
+    y = np.array([0, 1, 2, 2])
+    probs = np.eye(3)[[0, 1, 2, 1]] * 0.9 + 0.1 / 3
+    out = classification_metrics(y, probs)
+    assert out["accuracy"] == 0.75 and "roc_auc" not in out
+    assert {"f1_0", "f1_1", "f1_2"} <= set(out) and out["recall_2"] == 0.5
+
+
+def test_reference_fits_on_train_and_prefixes_names() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    y = (x @ np.array([2.0, -1.0]) + 0.5).astype(np.float32)
+    split = Split(x, y, ["a", "b"])
+    out = reference("regression", split, split, EvalConfig())
+    assert abs(out["sklearn_coef_0"] - 2.0) < 1e-4 and abs(out["sklearn_intercept"] - 0.5) < 1e-4
+    assert out["sklearn_r2"] > 0.9999
+
+
+def test_plot_rows() -> None:
+    y = np.array([0, 1, 1, 0])
+    rows = plot_rows("binary", y, np.array([0.2, 0.8, 0.4, 0.1]), 0.5)
+    assert rows["predictions"] == (["actual", "predicted"], [[0, 0], [1, 1], [1, 0], [0, 0]])
+    assert rows["roc"][0] == ["fpr", "tpr"] and rows["roc"][1][-1] == [1.0, 1.0]
+    assert set(plot_rows("multiclass", y, np.eye(2)[y], 0.5)) == {"predictions"}

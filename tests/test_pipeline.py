@@ -1,0 +1,84 @@
+"""End to end: the real `dvc repro` of the whole pipeline in a temporary copy of the repo."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from jaxpipe.workspace import dvc, ran_stages
+
+MODELS = ["logreg_mobile", "softmax_mobile", "xor_mlp", "linreg_sgd", "logreg_synthetic",
+          "cnn_mnist"]
+DATASETS = ["mobile_binary", "mobile_multiclass", "xor", "linear", "synthetic", "mnist"]
+pytestmark = pytest.mark.e2e
+
+
+def test_every_stage_ran_and_wrote_parquet(pipeline) -> None:
+    ran = set(ran_stages(pipeline.first_output))
+    for kind, names in (("download", ["mobile_price", "mnist"]), ("prepare", DATASETS),
+                        ("train", MODELS), ("evaluate", MODELS)):
+        assert {f"{kind}@{n}" for n in names} <= ran
+    for name in DATASETS:
+        for split in ("train", "test"):
+            path = pipeline.root / "data" / "prepared" / name / f"{split}.parquet"
+            assert pq.read_metadata(path).num_rows > 0
+    assert pq.read_metadata(pipeline.root / "data/prepared/mnist/val.parquet").num_rows > 0
+
+
+def test_metrics_show_lists_every_model(pipeline) -> None:
+    shown = json.loads(dvc(pipeline.root, "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+    for model in MODELS:
+        data = files[f"metrics/{model}.json"]["data"]
+        assert ("accuracy" in data) or ("r2" in data), model
+    cnn = files["metrics/cnn_mnist.json"]["data"]
+    assert cnn["n_test"] == 10000 and cnn["train_images"] == 1024
+    assert files["metrics/xor_mlp.json"]["data"]["accuracy"] == 1.0
+
+
+def test_plots_show_writes_html(pipeline, tmp_path: Path) -> None:
+    dvc(pipeline.root, "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots" / "index.html").read_text()
+    for title in ("Confusion matrix", "ROC curve", "CNN loss", "Predicted vs actual"):
+        assert title in html
+
+
+def test_second_repro_runs_nothing(pipeline) -> None:
+    again = dvc(pipeline.root, "repro", mirror=pipeline.mirror)
+    assert ran_stages(again.stdout) == [] and "up to date" in again.stdout
+
+
+def test_bad_param_fails_in_one_line_and_keeps_outputs(pipeline, tmp_path: Path) -> None:
+    ws = pipeline.root
+    params = tmp_path / "params.yaml"
+    params.write_text((ws / "params.yaml").read_text().replace("columns_from: pc",
+                                                               "columns_from: nope"))
+    out = ws / "data" / "prepared" / "mobile_binary"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    proc = subprocess.run([sys.executable, "stages/prepare.py", "mobile_binary", "--input",
+                           "data/raw/mobile_price/train.csv", "--out", str(out),
+                           "--params", str(params)], cwd=ws, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: data/raw/mobile_price/train.csv: missing column 'nope' (columns_from)")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_train_param_names_the_key(pipeline, tmp_path: Path) -> None:
+    params = yaml.safe_load((pipeline.root / "params.yaml").read_text())
+    params["train"]["xor_mlp"]["lr"] = "fast"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    model = tmp_path / "xor.safetensors"
+    proc = subprocess.run([sys.executable, "stages/train.py", "xor_mlp", "--data",
+                           "data/prepared/xor", "--out", str(model), "--history",
+                           str(tmp_path / "h.csv"), "--params", str(tmp_path / "params.yaml")],
+                          cwd=pipeline.root, capture_output=True, text=True)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.endswith("train.xor_mlp.lr: expected float, got 'fast'")
+    assert not model.exists() and not (tmp_path / "h.csv").exists()
