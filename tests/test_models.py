@@ -112,3 +112,21 @@ def test_divergent_logreg_run_is_stopped() -> None:
     _, history = logistic.logreg_fit(cfg, x * 1e20, y, x, y)
     with pytest.raises(TrainingError, match="at step"):
         guard(np.asarray(history["train_loss"]))
+
+
+def test_shifted_conv_is_the_same_function_as_nnx_conv() -> None:
+    from flax import nnx
+    conv = nnx.Conv(3, 8, kernel_size=(3, 3), rngs=nnx.Rngs(0))
+    x = np.random.default_rng(0).normal(size=(2, 6, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(cnn.conv3x3_shifted(x, conv.kernel[...], conv.bias[...]),
+                               conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_compiler_options_are_passed_to_xla() -> None:
+    good = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
+    graphdef, params = cnn.cnn_template()
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    assert cnn.compiled_steps(good)[1](graphdef, params, x).shape == (2, 10)
+    bad = (("xla_cpu_experimental_ynn_fusion_type", "NOT_A_TYPE"),)
+    with pytest.raises(Exception, match="NOT_A_TYPE|not a valid"):
+        cnn.compiled_steps(bad)[1](graphdef, params, x)

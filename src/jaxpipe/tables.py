@@ -42,11 +42,16 @@ def table_from_frame(frame: pd.DataFrame, target: str, target_type: pa.DataType)
 
 
 def image_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
-    """Images (n, h, w) uint8 as one fixed-size list column, labels as uint8."""
+    """Images (n, h, w) uint8 as one fixed-size binary column (a raw pixel block per row).
+
+    Lossless, and it reads back as one buffer: several times faster and smaller than a
+    fixed-size list column, whose per-value levels Parquet must decode.
+    """
+    images = np.ascontiguousarray(images, dtype=np.uint8)
     size = int(np.prod(images.shape[1:]))
-    flat = pa.array(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1))
-    column = pa.FixedSizeListArray.from_arrays(flat, size)
-    schema = pa.schema([pa.field(IMAGE_COLUMN, pa.list_(pa.uint8(), size), nullable=False),
+    column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(size), len(images),
+                                                  [None, pa.py_buffer(images.tobytes())])
+    schema = pa.schema([pa.field(IMAGE_COLUMN, pa.binary(size), nullable=False),
                         pa.field(LABEL_COLUMN, pa.uint8(), nullable=False)],
                        metadata={"image_shape": json.dumps(list(images.shape[1:]))})
     return pa.Table.from_arrays([column, pa.array(labels.astype(np.uint8))], schema=schema)
@@ -89,8 +94,10 @@ def load_split(data_dir: str | Path, split: str) -> Split:
 
 
 def load_images(table: pa.Table) -> np.ndarray:
-    """The image column as a (n, h, w) uint8 array, without a per-row Python loop."""
+    """The image column as a (n, h, w) uint8 array, straight from its data buffer."""
     shape = json.loads(table.schema.metadata[b"image_shape"])
     column = table[IMAGE_COLUMN].combine_chunks()
-    flat = column.values.to_numpy(zero_copy_only=False)
+    size = column.type.byte_width
+    flat = np.frombuffer(column.buffers()[1], dtype=np.uint8, count=len(column) * size,
+                         offset=column.offset * size)
     return flat.reshape(len(column), *shape)

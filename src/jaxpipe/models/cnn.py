@@ -8,10 +8,11 @@ validation loss are kept.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,9 @@ class CNNConfig:
     seed: int = 0
     max_train_images: int | None = None
     eval_batch_size: int = 1000
+    # XLA compiler options for the jitted steps, e.g. YNNPACK matmuls on the CPU backend
+    # (benchmarks/run.py measures the effect). They change kernels, so they are params.
+    compiler_options: dict[str, str | bool | int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, "epochs", "must be positive")
@@ -56,10 +60,24 @@ class CNN(nnx.Module):
         self.fc2 = nnx.Linear(256, n_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nnx.avg_pool(nnx.relu(self.conv1(x)), window_shape=(2, 2), strides=(2, 2))
+        x = conv3x3_shifted(x, self.conv1.kernel[...], self.conv1.bias[...])
+        x = nnx.avg_pool(nnx.relu(x), window_shape=(2, 2), strides=(2, 2))
         x = nnx.avg_pool(nnx.relu(self.conv2(x)), window_shape=(2, 2), strides=(2, 2))
         x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return nnx.log_softmax(self.fc2(x))
+
+
+def conv3x3_shifted(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """A 3x3 SAME convolution as nine shifted matrix products, the same function as nnx.Conv.
+
+    With one input channel, XLA's CPU convolution (and above all its weight gradient) is
+    several times slower than these products, whose gradients are plain matmuls.
+    """
+    n, h, w, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = sum(padded[:, i:i + h, j:j + w, :].reshape(-1, c) @ kernel[i, j]
+              for i in range(3) for j in range(3))
+    return (out + bias).reshape(n, h, w, -1)
 
 
 def cnn_template(seed: int = 0) -> tuple[nnx.GraphDef, nnx.State]:
@@ -72,28 +90,39 @@ def _loss(graphdef: nnx.GraphDef, params: nnx.State, x: jax.Array, y: jax.Array)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
-@partial(jax.jit, static_argnames=("graphdef", "tx"), donate_argnames=("params", "opt_state"))
 def _train_step(graphdef, tx, params, opt_state, x_all, y_all, idx):
     loss, grads = jax.value_and_grad(_loss, argnums=1)(graphdef, params, x_all[idx], y_all[idx])
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-@partial(jax.jit, static_argnames=("graphdef",))
 def _log_probs(graphdef, params, x):
     return nnx.merge(graphdef, params)(x)
 
 
+@functools.cache
+def compiled_steps(options: tuple[tuple[str, str | bool | int], ...] = ()
+                   ) -> tuple[Callable, Callable]:
+    """The jitted training step (buffers donated) and forward pass, with compiler options."""
+    opts = dict(options) or None
+    step = jax.jit(_train_step, static_argnames=("graphdef", "tx"),
+                   donate_argnames=("params", "opt_state"), compiler_options=opts)
+    forward = jax.jit(_log_probs, static_argnames=("graphdef",), compiler_options=opts)
+    return step, forward
+
+
 def cnn_predict(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray,
-                batch_size: int = 1000) -> np.ndarray:
+                batch_size: int = 1000, forward: Callable | None = None) -> np.ndarray:
     """Class probabilities for every row of ``x`` (the last partial batch included)."""
-    chunks = [_log_probs(graphdef, params, jnp.asarray(x[i:i + batch_size]))
+    forward = forward or compiled_steps()[1]
+    chunks = [forward(graphdef, params, jnp.asarray(x[i:i + batch_size]))
               for i in range(0, len(x), batch_size)]
     return np.exp(np.concatenate([np.asarray(c) for c in chunks]))
 
 
-def _mean_loss(graphdef, params, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
-    probs = cnn_predict(graphdef, params, x, batch_size)
+def _mean_loss(graphdef, params, x: np.ndarray, y: np.ndarray, batch_size: int,
+               forward: Callable) -> float:
+    probs = cnn_predict(graphdef, params, x, batch_size, forward)
     return float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-30))))
 
 
@@ -107,7 +136,12 @@ def cnn_fit(cfg: CNNConfig, x, y, x_val, y_val) -> tuple[nnx.State, dict, dict]:
     graphdef, params = cnn_template(cfg.seed)
     tx = optax.adam(cfg.lr)
     opt_state = tx.init(params)
+    train_step, forward = compiled_steps(tuple(sorted(cfg.compiler_options.items())))
     x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
+    try:  # compile once up front, so a bad compiler option fails here, clearly
+        forward(graphdef, params, x_dev[:1])
+    except jax.errors.JaxRuntimeError as exc:
+        raise JaxpipeError(f"compiler_options: {str(exc).splitlines()[0]}") from None
     shuffle_key = jax.random.key(cfg.seed + 1)
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": []}
     best = (np.inf, 0, params)
@@ -117,12 +151,12 @@ def cnn_fit(cfg: CNNConfig, x, y, x_val, y_val) -> tuple[nnx.State, dict, dict]:
         batches = perm[: n_batches * cfg.batch_size].reshape(n_batches, cfg.batch_size)
         losses = []
         for i in range(n_batches):
-            params, opt_state, loss = _train_step(graphdef, tx, params, opt_state,
-                                                  x_dev, y_dev, batches[i])
+            params, opt_state, loss = train_step(graphdef, tx, params, opt_state,
+                                                 x_dev, y_dev, batches[i])
             losses.append(loss)
         batch_losses = np.asarray(jnp.stack(losses))
         check_finite(batch_losses, (epoch - 1) * n_batches)
-        val_loss = _mean_loss(graphdef, params, x_val, y_val, cfg.eval_batch_size)
+        val_loss = _mean_loss(graphdef, params, x_val, y_val, cfg.eval_batch_size, forward)
         history["epoch"].append(epoch)
         history["train_loss"].append(float(batch_losses.mean()))
         history["val_loss"].append(val_loss)

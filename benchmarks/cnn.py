@@ -1,0 +1,149 @@
+"""CNN training throughput: jaxpipe vs a plain Flax loop vs PyTorch eager, same network.
+
+Same architecture, batch size, optimizer (Adam 1e-3) and data for all three. Throughput is
+measured after compilation (the first step is timed separately as compile time).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxpipe.models import cnn
+
+
+class PlainCNN(nnx.Module):
+    """The write-up's network in idiomatic Flax (nnx.Conv everywhere): the 'before'."""
+
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+        self.fc1 = nnx.Linear(7 * 7 * 64, 256, rngs=rngs)
+        self.fc2 = nnx.Linear(256, 10, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nnx.avg_pool(nnx.relu(self.conv1(x)), window_shape=(2, 2), strides=(2, 2))
+        x = nnx.avg_pool(nnx.relu(self.conv2(x)), window_shape=(2, 2), strides=(2, 2))
+        x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
+        return nnx.log_softmax(self.fc2(x))
+
+
+def jax_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int, plain: bool,
+                   options: dict[str, str]) -> dict:
+    """Images/s of the training step (jaxpipe's, or the plain one) after compilation."""
+    if plain:
+        graphdef, params = nnx.split(PlainCNN(nnx.Rngs(0)), nnx.Param)
+    else:
+        graphdef, params = cnn.cnn_template(0)
+    tx = optax.adam(1e-3)
+    opt_state = tx.init(params)
+    step, _ = cnn.compiled_steps(tuple(sorted(options.items())))
+    x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
+    idx = jnp.arange(steps * batch).reshape(steps, batch) % len(x)
+    started = time.perf_counter()
+    params, opt_state, loss = step(graphdef, tx, params, opt_state, x_dev, y_dev, idx[0])
+    loss.block_until_ready()
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(1, steps):
+        params, opt_state, loss = step(graphdef, tx, params, opt_state, x_dev, y_dev, idx[i])
+    loss.block_until_ready()
+    return {"images_per_s": (steps - 1) * batch / (time.perf_counter() - started),
+            "compile_s": compile_s}
+
+
+def torch_net():
+    import torch.nn as tnn
+    return tnn.Sequential(
+        tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.AvgPool2d(2),
+        tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.AvgPool2d(2), tnn.Flatten(),
+        tnn.Linear(7 * 7 * 64, 256), tnn.ReLU(), tnn.Linear(256, 10), tnn.LogSoftmax(dim=1))
+
+
+def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int) -> dict:
+    """Images/s of the same network in PyTorch eager on the CPU."""
+    import torch
+    torch.manual_seed(0)
+    net = torch_net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(y.astype(np.int64))
+    n = len(x)
+
+    def one(i: int) -> None:
+        sl = torch.arange(i * batch, (i + 1) * batch) % n
+        opt.zero_grad()
+        torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
+        opt.step()
+
+    one(0)
+    started = time.perf_counter()
+    for i in range(1, steps):
+        one(i)
+    return {"images_per_s": (steps - 1) * batch / (time.perf_counter() - started),
+            "threads": torch.get_num_threads(), "version": torch.__version__}
+
+
+def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: int) -> float:
+    """Train the PyTorch twin for ``epochs`` (shuffled, drop remainder) and score the test set."""
+    import torch
+    torch.manual_seed(seed)
+    net = torch_net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(y.astype(np.int64))
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(len(x) // batch):
+            sl = perm[i * batch:(i + 1) * batch]
+            opt.zero_grad()
+            torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
+            opt.step()
+    with torch.no_grad():
+        test = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
+        pred = torch.cat([net(test[i:i + 1000]).argmax(1) for i in range(0, len(test), 1000)])
+    return float((pred.numpy() == y_test).mean())
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a large float32 matmul in JAX on this machine (the best of ``repeats``)."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
+    f = jax.jit(lambda m: m @ m)
+    f(a).block_until_ready()
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    """``python benchmarks/cnn.py VARIANT STEPS OPTIONS_JSON``: one measurement, as JSON.
+
+    Each measurement runs in its own process, so neither framework's thread pool (JAX's,
+    PyTorch's OpenMP) is left spinning while the other is timed.
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    from jaxpipe.tables import load_split
+
+    variant, steps, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+    train = load_split(Path(__file__).resolve().parents[1] / "data/prepared/mnist", "train")
+    if variant == "torch":
+        result = torch_throughput(train.x, train.y, steps, 64)
+    else:
+        result = jax_throughput(train.x, train.y, steps, 64, variant == "plain_flax", options)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

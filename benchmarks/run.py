@@ -1,0 +1,229 @@
+"""Benchmarks: every row a ratio against a reference measured in the same run.
+
+    python benchmarks/run.py [--out benchmarks/results.json] [--accuracy]
+
+Needs the pipeline's data (run `dvc repro` first) and, for the CNN rows, PyTorch
+(`pip install -e '.[bench]'`). Writes JSON and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+
+from jaxpipe.idx import read_idx
+from jaxpipe.models import linear, logistic, mlp
+from jaxpipe.prepare import MNIST_FILES, PrepareConfig, prepare_images, read_mnist
+from jaxpipe.tables import LABEL_COLUMN, load_images, load_split, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import cnn as cnn_bench  # noqa: E402
+import writeups  # noqa: E402
+
+DATA = ROOT / "data"
+
+
+def timed(fn, *args, repeats: int = 3, **kwargs) -> tuple[float, object]:
+    """Best wall time of ``repeats`` calls, and the last result."""
+    best, out = np.inf, None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        out = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - started)
+    return best, out
+
+
+def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
+    """jaxpipe's CNN step vs the plain Flax step vs PyTorch eager, interleaved rounds."""
+    train = load_split(DATA / "prepared" / "mnist", "train")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]
+    options = params.get("compiler_options") or {}
+    x, y = train.x, train.y
+    runs: dict[str, list[dict]] = {"jaxpipe": [], "plain_flax": [], "torch": []}
+    for _ in range(rounds):  # interleaved, each measurement in a fresh process
+        for variant, opts in (("jaxpipe", options), ("plain_flax", {}), ("torch", {})):
+            proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cnn.py"), variant,
+                                   str(steps), json.dumps(opts)], capture_output=True,
+                                  text=True, check=True)
+            runs[variant].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    rate = {k: statistics.median(r["images_per_s"] for r in v) for k, v in runs.items()}
+    ratios = [j["images_per_s"] / t["images_per_s"] for j, t in zip(runs["jaxpipe"], runs["torch"],
+                                                                     strict=True)]
+    peak = cnn_bench.matmul_peak()
+    out = {"images_per_s": rate, "jaxpipe_vs_torch": statistics.median(ratios),
+           "jaxpipe_vs_torch_per_round": ratios,
+           "plain_flax_vs_torch": rate["plain_flax"] / rate["torch"],
+           "compile_s": {k: statistics.median(r["compile_s"] for r in runs[k])
+                         for k in ("jaxpipe", "plain_flax")},
+           "gflops_jaxpipe": rate["jaxpipe"] * 28e6 / 1e9, "matmul_peak_gflops": peak,
+           "fraction_of_peak": rate["jaxpipe"] * 28e6 / 1e9 / peak,
+           "torch": {k: runs["torch"][0][k] for k in ("threads", "version")}}
+    if accuracy:
+        test = load_split(DATA / "prepared" / "mnist", "test")
+        out["torch_test_accuracy_10_epochs"] = cnn_bench.torch_train_accuracy(
+            x, y, test.x, test.y, params["epochs"], params["batch_size"], params["seed"])
+    return out
+
+
+def bench_logreg() -> dict:
+    """System 1: jaxpipe's compiled loop vs the write-up's loop vs scikit-learn's fit."""
+    from sklearn.linear_model import LogisticRegression
+    train = load_split(DATA / "prepared" / "mobile_binary", "train")
+    cfg = logistic.LogRegConfig(steps=100, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
+
+    def ours():
+        params, history = logistic.logreg_fit(cfg, train.x, train.y, train.x, train.y)
+        return np.asarray(history["train_loss"])
+
+    compile_s, _ = timed(ours, repeats=1)
+    ours_s, losses = timed(ours, repeats=5)
+    writeup_s, ref = timed(writeups.logreg_loop, train.x, train.y, repeats=1)
+    sk_s, _ = timed(lambda: LogisticRegression().fit(train.x, train.y), repeats=5)
+    return {"jaxpipe_s": ours_s, "first_call_s": compile_s, "writeup_s": writeup_s,
+            "sklearn_fit_s": sk_s, "speedup_vs_writeup": writeup_s / ours_s,
+            "speedup_vs_sklearn": sk_s / ours_s,
+            "max_loss_diff_vs_writeup": float(np.max(np.abs(losses - np.asarray(ref))))}
+
+
+def bench_xor_linreg() -> dict:
+    """Systems 2 and 3: whole compiled loops vs the write-ups' step-at-a-time loops."""
+    import jax
+    x4 = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    y4 = np.array([0, 1, 1, 0])
+    cfg = mlp.MLPConfig()
+    mlp.mlp_fit(cfg, x4, y4, x4, y4)
+    ours_s, (_, _, info) = timed(mlp.mlp_fit, cfg, x4, y4, x4, y4, repeats=5)
+    eager_s, eager_steps = timed(writeups.xor_loop, writeups.xor_step, repeats=1)
+    jitted = jax.jit(writeups.xor_step)
+    writeups.xor_loop(jitted, max_steps=10)
+    jit_s, _ = timed(writeups.xor_loop, jitted, repeats=3)
+    lin = load_split(DATA / "prepared" / "linear", "train")
+    lcfg = linear.LinRegConfig()
+    linear.linreg_fit(lcfg, lin.x, lin.y, lin.x, lin.y)
+    lin_s, _ = timed(lambda: jax.block_until_ready(
+        linear.linreg_fit(lcfg, lin.x, lin.y, lin.x, lin.y)), repeats=3)
+    sample = 500  # the write-up loop is slow: time 500 of its 5,000 steps, scale up
+    lin_writeup_s, _ = timed(writeups.linreg_loop, lin.x, lin.y, sample, repeats=1)
+    lin_writeup_s *= lcfg.steps / sample
+    return {"xor": {"jaxpipe_s": ours_s, "steps": info["steps"], "writeup_eager_s": eager_s,
+                    "writeup_eager_steps": eager_steps, "writeup_jitted_step_s": jit_s,
+                    "speedup_vs_writeup": eager_s / ours_s,
+                    "writeup_jit_vs_eager": eager_s / jit_s},
+            "linreg": {"jaxpipe_s": lin_s, "writeup_s_estimated": lin_writeup_s,
+                       "speedup_vs_writeup": lin_writeup_s / lin_s}}
+
+
+def bench_mnist_io() -> dict:
+    """IDX -> Parquet (prepare) and Parquet -> NumPy, against decoding the raw IDX files."""
+    raw = DATA / "raw" / "mnist"
+    decode_s, _ = timed(lambda: {k: (read_idx(raw / a), read_idx(raw / b))
+                                 for k, (a, b) in MNIST_FILES.items()})
+    cfg = PrepareConfig(kind="images", target="label", val_size=0.2, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        def prepare():
+            parts = read_mnist(raw)
+            write_dataset(Path(tmp), *prepare_images(*parts["train"], *parts["test"], cfg))
+        prepare_s, _ = timed(prepare, repeats=2)
+        load_s, _ = timed(lambda: [(load_images(t), t[LABEL_COLUMN].to_numpy()) for t in (
+            pq.read_table(Path(tmp) / f"{s}.parquet") for s in ("train", "val", "test"))])
+        model_ready_s, _ = timed(lambda: [load_split(Path(tmp), s)
+                                          for s in ("train", "val", "test")])
+    return {"idx_decode_s": decode_s, "prepare_s": prepare_s, "parquet_load_s": load_s,
+            "load_vs_idx_decode": load_s / decode_s, "load_split_float32_s": model_ready_s}
+
+
+def _run_s(cmd: list[str], env: dict | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def bench_overhead() -> dict:
+    """No-op `dvc repro`, and a stage's start-up with and without a JAX compilation cache."""
+    out = {"import_s": _run_s([sys.executable, "-c", "import jaxpipe.train"]),
+           "jax_init_s": _run_s([sys.executable, "-c",
+                                 "import jax; jax.numpy.zeros(1).block_until_ready()"])}
+    status = subprocess.run(["dvc", "status"], cwd=ROOT, capture_output=True, text=True)
+    if "up to date" in status.stdout:
+        out["noop_dvc_repro_s"] = _run_s(["dvc", "repro"])
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = [sys.executable, "stages/train.py", "softmax_mobile", "--data",
+                 "data/prepared/mobile_multiclass", "--out", f"{tmp}/m.safetensors",
+                 "--history", f"{tmp}/h.csv"]
+        cached = {**os.environ, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jaxcache",
+                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+        out["train_stage_s"] = min(_run_s(stage) for _ in range(2))
+        _run_s(stage, cached)  # fill the cache
+        out["train_stage_cached_s"] = min(_run_s(stage, cached) for _ in range(2))
+    out["cache_speedup"] = out["train_stage_s"] / out["train_stage_cached_s"]
+    return out
+
+
+def table(results: dict) -> str:
+    c, lg, xl, io, ov = (results[k] for k in ("cnn", "logreg", "xor_linreg", "mnist_io",
+                                              "overhead"))
+    rows = [
+        ("CNN train, jaxpipe vs PyTorch eager", f"{c['jaxpipe_vs_torch']:.2f}x",
+         f"{c['images_per_s']['jaxpipe']:.0f} vs {c['images_per_s']['torch']:.0f} img/s"),
+        ("CNN train, plain Flax vs PyTorch", f"{c['plain_flax_vs_torch']:.2f}x",
+         f"{c['images_per_s']['plain_flax']:.0f} img/s"),
+        ("CNN share of matmul peak", f"{c['fraction_of_peak']:.0%}",
+         f"{c['gflops_jaxpipe']:.0f} of {c['matmul_peak_gflops']:.0f} GFLOP/s"),
+        ("CNN compile (first step)", f"{c['compile_s']['jaxpipe']:.2f} s", ""),
+        ("logreg_mobile vs write-up loop", f"{lg['speedup_vs_writeup']:.0f}x",
+         f"{lg['jaxpipe_s'] * 1e3:.2f} ms vs {lg['writeup_s'] * 1e3:.0f} ms"),
+        ("logreg_mobile vs sklearn fit", f"{lg['speedup_vs_sklearn']:.1f}x",
+         f"sklearn {lg['sklearn_fit_s'] * 1e3:.2f} ms"),
+        ("xor_mlp vs write-up loop", f"{xl['xor']['speedup_vs_writeup']:.0f}x",
+         f"{xl['xor']['jaxpipe_s'] * 1e3:.2f} ms, {xl['xor']['steps']} steps"),
+        ("linreg_sgd vs write-up loop", f"{xl['linreg']['speedup_vs_writeup']:.0f}x",
+         f"{xl['linreg']['jaxpipe_s'] * 1e3:.1f} ms"),
+        ("MNIST Parquet load vs IDX decode", f"{io['load_vs_idx_decode']:.2f}x",
+         f"{io['parquet_load_s'] * 1e3:.0f} vs {io['idx_decode_s'] * 1e3:.0f} ms"),
+        ("MNIST prepare (IDX -> Parquet)", f"{io['prepare_s']:.2f} s", ""),
+        ("train stage start, cache off/on", f"{ov['cache_speedup']:.2f}x",
+         f"{ov['train_stage_s']:.2f} s vs {ov['train_stage_cached_s']:.2f} s"),
+        ("no-op dvc repro", f"{ov.get('noop_dvc_repro_s', float('nan')):.2f} s", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:>9}  {c_}" for a, b, c_ in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--accuracy", action="store_true",
+                        help="also train the PyTorch twin for the full epochs")
+    args = parser.parse_args()
+    if not (DATA / "prepared" / "mnist").is_dir():
+        sys.exit("error: data/prepared/mnist not found: run `dvc repro` first")
+    results = {"machine": {"cpu": platform.processor() or platform.machine(),
+                           "cores": os.cpu_count(), "python": platform.python_version()}}
+    for name, fn in (("cnn", lambda: bench_cnn(args.rounds, args.steps, args.accuracy)),
+                     ("logreg", bench_logreg), ("xor_linreg", bench_xor_linreg),
+                     ("mnist_io", bench_mnist_io), ("overhead", bench_overhead)):
+        results[name] = fn()
+        sys.stderr.write(f"{name}: done\n")
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
