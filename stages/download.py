@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from jaxpipe.cli import run
-from jaxpipe.config import load_params, parse
+from jaxpipe.config import load_config
 from jaxpipe.download import DownloadConfig, download_http, mirror_from_env
 from jaxpipe.fileio import atomic_dir
 from jaxpipe.kaggle import download_kaggle
@@ -21,8 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    raw = load_params(args.params, "download", args.dataset)
-    cfg = parse(DownloadConfig, raw, f"{args.params}:download.{args.dataset}")
+    cfg = load_config(DownloadConfig, args.params, "download", args.dataset)
     fetch = download_kaggle if cfg.kaggle_dataset else download_http
     with atomic_dir(args.out) as tmp:
         served = fetch(cfg, tmp, mirror_from_env())

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxpipe.cli import run
-from jaxpipe.config import load_params, parse
+from jaxpipe.config import load_config
 from jaxpipe.evaluate import EvalConfig, model_metrics, plot_rows, reference
 from jaxpipe.fileio import atomic_dir, write_csv_rows, write_json
 from jaxpipe.tables import load_split
@@ -27,8 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots", type=Path, required=True, help="plot data folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    raw = load_params(args.params, "evaluate", args.model)
-    cfg = parse(EvalConfig, raw, f"{args.params}:evaluate.{args.model}")
+    cfg = load_config(EvalConfig, args.params, "evaluate", args.model)
     params, meta = load_trained(args.model_file)
     test = load_split(args.data, "test")
     out = predict(meta, params, test.x)

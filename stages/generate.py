@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from jaxpipe.cli import run
-from jaxpipe.config import load_params, parse
+from jaxpipe.config import load_config
 from jaxpipe.fileio import write_parquet
 from jaxpipe.generate import GenerateConfig, generate
 from jaxpipe.tables import table_from_frame
@@ -20,8 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output Parquet file")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    raw = load_params(args.params, "generate", args.name)
-    cfg = parse(GenerateConfig, raw, f"{args.params}:generate.{args.name}")
+    cfg = load_config(GenerateConfig, args.params, "generate", args.name)
     frame = generate(cfg)
     target_type = pa.float64() if cfg.kind == "linear" else pa.int64()
     write_parquet(args.out, table_from_frame(frame, "y", target_type))

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from jaxpipe.cli import run
-from jaxpipe.config import load_params, parse
+from jaxpipe.config import load_config
 from jaxpipe.fileio import atomic_dir
 from jaxpipe.prepare import PrepareConfig, prepare_images, prepare_table, read_mnist, read_source
 from jaxpipe.tables import write_dataset
@@ -22,8 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    raw = load_params(args.params, "prepare", args.dataset)
-    cfg = parse(PrepareConfig, raw, f"{args.params}:prepare.{args.dataset}")
+    cfg = load_config(PrepareConfig, args.params, "prepare", args.dataset)
     if cfg.kind == "images":
         parts = read_mnist(args.input)
         tables, scaler = prepare_images(*parts["train"], *parts["test"], cfg)

@@ -73,6 +73,11 @@ def parse(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where}.{exc}") from None
 
 
+def load_config(cls: type[T], params_path: str | Path, section: str, name: str) -> T:
+    """Read ``section.name`` of a params file into dataclass ``cls``, errors naming the key."""
+    return parse(cls, load_params(params_path, section, name), f"{params_path}:{section}.{name}")
+
+
 def check(ok: bool, key: str, message: str) -> None:
     """Raise a ValueError that ``parse`` turns into a ConfigError naming ``key``."""
     if not ok:
