@@ -49,10 +49,8 @@ def timed(fn, *args, repeats: int = 3, **kwargs) -> tuple[float, object]:
 
 def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
     """jaxpipe's CNN step vs the plain Flax step vs PyTorch eager, interleaved rounds."""
-    train = load_split(DATA / "prepared" / "mnist", "train")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]
     options = params.get("compiler_options") or {}
-    x, y = train.x, train.y
     runs: dict[str, list[dict]] = {"jaxpipe": [], "plain_flax": [], "torch": []}
     for _ in range(rounds):  # interleaved, each measurement in a fresh process
         for variant, opts in (("jaxpipe", options), ("plain_flax", {}), ("torch", {})):
@@ -73,9 +71,11 @@ def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
            "fraction_of_peak": rate["jaxpipe"] * 28e6 / 1e9 / peak,
            "torch": {k: runs["torch"][0][k] for k in ("threads", "version")}}
     if accuracy:
+        train = load_split(DATA / "prepared" / "mnist", "train")
         test = load_split(DATA / "prepared" / "mnist", "test")
         out["torch_test_accuracy_10_epochs"] = cnn_bench.torch_train_accuracy(
-            x, y, test.x, test.y, params["epochs"], params["batch_size"], params["seed"])
+            train.x, train.y, test.x, test.y, params["epochs"], params["batch_size"],
+            params["seed"])
     return out
 
 

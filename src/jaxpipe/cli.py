@@ -13,7 +13,6 @@ from tqdm import tqdm
 from jaxpipe.errors import JaxpipeError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 def interactive() -> bool:
@@ -29,15 +28,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" probe noise
 
 
-def progress(items: Iterable[T], total: int, desc: str, every: int = 1) -> Iterator[T]:
-    """A progress bar for a person; otherwise a log line every ``every`` items (0: none)."""
-    if interactive():
-        yield from tqdm(items, total=total, desc=desc, leave=False)
-        return
-    for i, item in enumerate(items, start=1):
-        yield item
-        if every and (i % every == 0 or i == total):
-            log.info("%s: %d/%d", desc, i, total)
+def progress(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
+    """A progress bar when a person watches; nothing otherwise (callers log their own lines)."""
+    yield from tqdm(items, total=total, desc=desc, leave=False, disable=not interactive())
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:

@@ -22,13 +22,13 @@ def credential_source(env: Mapping[str, str], home: Path) -> str:
     """Name the credentials the kaggle package will use, in its own order, or 'anonymous'."""
     if env.get("KAGGLE_API_TOKEN"):
         return "KAGGLE_API_TOKEN"
-    kaggle_dir = Path(env.get("KAGGLE_CONFIG_DIR") or home / ".kaggle")
-    for name in ("access_token", "access_token.txt"):
-        if (kaggle_dir / name).is_file() and (kaggle_dir / name).read_text().strip():
-            return str(kaggle_dir / name)
+    for name in ("access_token", "access_token.txt"):  # kagglesdk reads these in ~/.kaggle
+        token = home / ".kaggle" / name
+        if token.is_file() and token.read_text().strip():
+            return str(token)
     if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
         return "KAGGLE_USERNAME/KAGGLE_KEY"
-    config = kaggle_dir / "kaggle.json"
+    config = Path(env.get("KAGGLE_CONFIG_DIR") or home / ".kaggle") / "kaggle.json"
     if config.is_file():
         try:
             data = json.loads(config.read_text())

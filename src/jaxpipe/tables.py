@@ -44,8 +44,8 @@ def table_from_frame(frame: pd.DataFrame, target: str, target_type: pa.DataType)
 def image_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
     """Images (n, h, w) uint8 as one fixed-size binary column (a raw pixel block per row).
 
-    Lossless, and it reads back as one buffer: several times faster and smaller than a
-    fixed-size list column, whose per-value levels Parquet must decode.
+    Lossless, and it reads back as one data buffer, with none of the per-value levels
+    Parquet stores and decodes for a list column.
     """
     images = np.ascontiguousarray(images, dtype=np.uint8)
     size = int(np.prod(images.shape[1:]))

@@ -146,7 +146,7 @@ def cnn_fit(cfg: CNNConfig, x, y, x_val, y_val) -> tuple[nnx.State, dict, dict]:
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": []}
     best = (np.inf, 0, params)
     started = time.perf_counter()
-    for epoch in progress(range(1, cfg.epochs + 1), cfg.epochs, "epochs", every=0):
+    for epoch in progress(range(1, cfg.epochs + 1), cfg.epochs, "epochs"):
         perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), len(x))
         batches = perm[: n_batches * cfg.batch_size].reshape(n_batches, cfg.batch_size)
         losses = []
