@@ -39,7 +39,7 @@ def jax_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int, plain: 
     if plain:
         graphdef, params = nnx.split(PlainCNN(nnx.Rngs(0)), nnx.Param)
     else:
-        graphdef, params = cnn.cnn_template(0)
+        graphdef, params = cnn.init(0)
     tx = optax.adam(1e-3)
     opt_state = tx.init(params)
     step, _ = cnn.compiled_steps(tuple(sorted(options.items())))
@@ -134,10 +134,10 @@ def main() -> None:
     import sys
     from pathlib import Path
 
-    from jaxpipe.tables import load_split
+    from jaxpipe.data.tables import load_dataset
 
     variant, steps, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-    train = load_split(Path(__file__).resolve().parents[1] / "data/prepared/mnist", "train")
+    train = load_dataset(Path(__file__).resolve().parents[1] / "data/prepared/mnist").split("train")
     if variant == "torch":
         result = torch_throughput(train.x, train.y, steps, 64)
     else:

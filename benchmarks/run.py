@@ -23,10 +23,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
-from jaxpipe.idx import read_idx
+from jaxpipe.data.idx import read_idx
+from jaxpipe.data.prepare import MNIST_FILES, PrepareConfig, prepare_images, read_mnist
+from jaxpipe.data.tables import (
+    LABEL_COLUMN,
+    Dataset,
+    Split,
+    load_dataset,
+    load_images,
+    write_dataset,
+)
 from jaxpipe.models import linear, logistic, mlp
-from jaxpipe.prepare import MNIST_FILES, PrepareConfig, prepare_images, read_mnist
-from jaxpipe.tables import LABEL_COLUMN, load_images, load_split, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -71,8 +78,8 @@ def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
            "fraction_of_peak": rate["jaxpipe"] * 28e6 / 1e9 / peak,
            "torch": {k: runs["torch"][0][k] for k in ("threads", "version")}}
     if accuracy:
-        train = load_split(DATA / "prepared" / "mnist", "train")
-        test = load_split(DATA / "prepared" / "mnist", "test")
+        mnist = load_dataset(DATA / "prepared" / "mnist")
+        train, test = mnist.split("train"), mnist.split("test")
         out["torch_test_accuracy_10_epochs"] = cnn_bench.torch_train_accuracy(
             train.x, train.y, test.x, test.y, params["epochs"], params["batch_size"],
             params["seed"])
@@ -82,12 +89,12 @@ def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
 def bench_logreg() -> dict:
     """System 1: jaxpipe's compiled loop vs the write-up's loop vs scikit-learn's fit."""
     from sklearn.linear_model import LogisticRegression
-    train = load_split(DATA / "prepared" / "mobile_binary", "train")
-    cfg = logistic.LogRegConfig(steps=100, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
+    data = load_dataset(DATA / "prepared" / "mobile_binary")
+    train = data.split("train")
+    cfg = logistic.Config(steps=100, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
 
     def ours():
-        params, history = logistic.logreg_fit(cfg, train.x, train.y, train.x, train.y)
-        return np.asarray(history["train_loss"])
+        return np.asarray(logistic.fit(cfg, data).history["train_loss"])
 
     compile_s, _ = timed(ours, repeats=1)
     ours_s, losses = timed(ours, repeats=5)
@@ -104,18 +111,21 @@ def bench_xor_linreg() -> dict:
     import jax
     x4 = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     y4 = np.array([0, 1, 1, 0])
-    cfg = mlp.MLPConfig()
-    mlp.mlp_fit(cfg, x4, y4, x4, y4)
-    ours_s, (_, _, info) = timed(mlp.mlp_fit, cfg, x4, y4, x4, y4, repeats=5)
+    xor = Dataset(Path("xor"), {"train": Split(x4, y4, ["x0", "x1"])}, {})
+    cfg = mlp.Config()
+    mlp.fit(cfg, xor)
+    ours_s, fit = timed(mlp.fit, cfg, xor, repeats=5)
+    info = fit.info
     eager_s, eager_steps = timed(writeups.xor_loop, writeups.xor_step, repeats=1)
     jitted = jax.jit(writeups.xor_step)
     writeups.xor_loop(jitted, max_steps=10)
     jit_s, _ = timed(writeups.xor_loop, jitted, repeats=3)
-    lin = load_split(DATA / "prepared" / "linear", "train")
-    lcfg = linear.LinRegConfig()
-    linear.linreg_fit(lcfg, lin.x, lin.y, lin.x, lin.y)
-    lin_s, _ = timed(lambda: jax.block_until_ready(
-        linear.linreg_fit(lcfg, lin.x, lin.y, lin.x, lin.y)), repeats=3)
+    lin_data = load_dataset(DATA / "prepared" / "linear")
+    lin = lin_data.split("train")
+    lcfg = linear.Config()
+    linear.fit(lcfg, lin_data)
+    lin_s, _ = timed(lambda: jax.block_until_ready(linear.fit(lcfg, lin_data).params),
+                     repeats=3)
     sample = 500  # the write-up loop is slow: time 500 of its 5,000 steps, scale up
     lin_writeup_s, _ = timed(writeups.linreg_loop, lin.x, lin.y, sample, repeats=1)
     lin_writeup_s *= lcfg.steps / sample
@@ -140,8 +150,7 @@ def bench_mnist_io() -> dict:
         prepare_s, _ = timed(prepare, repeats=2)
         load_s, _ = timed(lambda: [(load_images(t), t[LABEL_COLUMN].to_numpy()) for t in (
             pq.read_table(Path(tmp) / f"{s}.parquet") for s in ("train", "val", "test"))])
-        model_ready_s, _ = timed(lambda: [load_split(Path(tmp), s)
-                                          for s in ("train", "val", "test")])
+        model_ready_s, _ = timed(lambda: load_dataset(Path(tmp)))
     return {"idx_decode_s": decode_s, "prepare_s": prepare_s, "parquet_load_s": load_s,
             "load_vs_idx_decode": load_s / decode_s, "load_split_float32_s": model_ready_s}
 

@@ -6,11 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from jaxpipe.cli import run
-from jaxpipe.config import load_config
-from jaxpipe.download import DownloadConfig, download_http, mirror_from_env
-from jaxpipe.fileio import atomic_dir
-from jaxpipe.kaggle import download_kaggle
+from jaxpipe.core.config import load_config
+from jaxpipe.core.console import run
+from jaxpipe.core.fileio import atomic_dir
+from jaxpipe.data.sources import download, mirror_from_env
+from jaxpipe.data.specs import DownloadConfig
 
 log = logging.getLogger("download")
 
@@ -22,9 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     cfg = load_config(DownloadConfig, args.params, "download", args.dataset)
-    fetch = download_kaggle if cfg.kaggle_dataset else download_http
     with atomic_dir(args.out) as tmp:
-        served = fetch(cfg, tmp, mirror_from_env())
+        served = download(cfg, tmp, mirror_from_env())
     log.info("%s: %d files in %s (sources: %s)", args.dataset, len(served), args.out,
              ", ".join(sorted(set(served.values()))))
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pyarrow as pa
-
-from jaxpipe.cli import run
-from jaxpipe.config import load_config
-from jaxpipe.fileio import write_parquet
-from jaxpipe.generate import GenerateConfig, generate
-from jaxpipe.tables import table_from_frame
+from jaxpipe.core.config import load_config
+from jaxpipe.core.console import run
+from jaxpipe.core.fileio import write_parquet
+from jaxpipe.data.generate import GenerateConfig, generate_table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,9 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     cfg = load_config(GenerateConfig, args.params, "generate", args.name)
-    frame = generate(cfg)
-    target_type = pa.float64() if cfg.kind == "linear" else pa.int64()
-    write_parquet(args.out, table_from_frame(frame, "y", target_type))
+    write_parquet(args.out, generate_table(cfg))
 
 
 if __name__ == "__main__":

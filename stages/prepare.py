@@ -6,11 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from jaxpipe.cli import run
-from jaxpipe.config import load_config
-from jaxpipe.fileio import atomic_dir
-from jaxpipe.prepare import PrepareConfig, prepare_images, prepare_table, read_mnist, read_source
-from jaxpipe.tables import write_dataset
+from jaxpipe.core.config import load_config
+from jaxpipe.core.console import run
+from jaxpipe.core.fileio import atomic_dir
+from jaxpipe.data.prepare import PrepareConfig, prepare
+from jaxpipe.data.tables import write_dataset
 
 log = logging.getLogger("prepare")
 
@@ -23,11 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     cfg = load_config(PrepareConfig, args.params, "prepare", args.dataset)
-    if cfg.kind == "images":
-        parts = read_mnist(args.input)
-        tables, scaler = prepare_images(*parts["train"], *parts["test"], cfg)
-    else:
-        tables, scaler = prepare_table(read_source(args.input), cfg, str(args.input))
+    tables, scaler = prepare(args.input, cfg)
     with atomic_dir(args.out) as tmp:
         write_dataset(tmp, tables, scaler)
     log.info("%s: %s", args.dataset, ", ".join(f"{k} {v.num_rows} rows" for k, v in tables.items()))

@@ -7,10 +7,11 @@ import logging
 import time
 from pathlib import Path
 
-from jaxpipe.cli import run
-from jaxpipe.config import load_params
-from jaxpipe.fileio import write_csv_rows, write_json
-from jaxpipe.train import parse_train_config, save_trained, train
+from jaxpipe.artifacts import save_trained
+from jaxpipe.core.console import run
+from jaxpipe.core.fileio import write_json
+from jaxpipe.data.tables import load_dataset
+from jaxpipe.train import load_train_config, train, write_history
 
 log = logging.getLogger("train")
 
@@ -24,19 +25,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timing", type=Path, help="wall-time JSON (not reproducible, not an out)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    raw = load_params(args.params, "train", args.model)
-    kind, cfg = parse_train_config(raw, f"{args.params}:train.{args.model}")
+    cfg = load_train_config(args.params, args.model)
+    data = load_dataset(args.data)
     started = time.perf_counter()
-    trained = train(kind, cfg, args.data)
+    fit = train(cfg, data)
     seconds = time.perf_counter() - started
-    columns = list(trained.history)
-    rows = [list(r) for r in zip(*(trained.history[c].tolist() for c in columns), strict=True)]
-    write_csv_rows(args.history, columns, rows)
-    save_trained(args.out, args.model, trained, args.data)
+    write_history(args.history, fit.history)
+    save_trained(args.out, args.model, cfg.kind, cfg.config, fit, data.scaler)
     if args.timing:
         write_json(args.timing, {"train_seconds": round(seconds, 3)})
-    log.info("%s (%s): %d history rows, final train loss %.6g, %.2f s", args.model, kind,
-             len(rows), trained.history["train_loss"][-1], seconds)
+    log.info("%s (%s): %d history rows, final train loss %.6g, %.2f s", args.model, cfg.kind,
+             len(fit.history["train_loss"]), fit.history["train_loss"][-1], seconds)
 
 
 if __name__ == "__main__":

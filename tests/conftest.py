@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import write_fake_mirror  # noqa: E402
 
-from jaxpipe.workspace import dvc, make_workspace  # noqa: E402
+from jaxpipe.tools.workspace import dvc, make_workspace  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jaxpipe.idx import write_idx
-from jaxpipe.prepare import MNIST_FILES
+from jaxpipe.data.idx import write_idx
+from jaxpipe.data.prepare import MNIST_FILES
 
 MOBILE_COLUMNS = [
     "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
@@ -103,3 +103,12 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def make_dataset(scaler: dict | None = None, **splits: tuple[np.ndarray, np.ndarray]):
+    """A prepared ``Dataset`` built in memory from ``name=(x, y)`` arrays (no files)."""
+    from jaxpipe.data.tables import Dataset, Split
+
+    built = {name: Split(np.asarray(x, np.float32), np.asarray(y), [])
+             for name, (x, y) in splits.items()}
+    return Dataset(Path("memory"), built, scaler or {})

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from jaxpipe.config import load_params, parse
-from jaxpipe.download import DownloadConfig
-from jaxpipe.errors import ConfigError
-from jaxpipe.prepare import PrepareConfig
+from jaxpipe.core.config import load_params, parse
+from jaxpipe.core.errors import ConfigError
+from jaxpipe.data.prepare import PrepareConfig
+from jaxpipe.data.specs import DownloadConfig
 
 ROOT = Path(__file__).parents[1]
 

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 from helpers import dead_url, http_server, md5
 
-from jaxpipe.download import DownloadConfig, FileSpec, download_http, fetch_url
-from jaxpipe.errors import DownloadError
+from jaxpipe.core.errors import DownloadError
+from jaxpipe.data.http import fetch_url
+from jaxpipe.data.sources import download
+from jaxpipe.data.specs import DownloadConfig, FileSpec
 
 NAME = "t10k-labels-idx1-ubyte.gz"
 
@@ -24,7 +26,7 @@ def config(urls: list[str], spec: FileSpec) -> DownloadConfig:
 def test_fetch_success_writes_verified_file(fake_mirror: Path, tmp_path: Path) -> None:
     spec = spec_for(fake_mirror)
     with http_server(fake_mirror / "mnist") as base:
-        served = download_http(config([f"{base}/good/"], spec), tmp_path, mirror=None)
+        served = download(config([f"{base}/good/"], spec), tmp_path, mirror=None)
     assert served == {NAME: f"{base}/good/"}
     assert md5(tmp_path / NAME) == spec.md5
     assert [p.name for p in tmp_path.iterdir()] == [NAME]
@@ -35,7 +37,7 @@ def test_dead_mirror_then_good_one(fake_mirror: Path, tmp_path: Path,
     spec = spec_for(fake_mirror)
     with http_server(fake_mirror / "mnist") as base:
         urls = [dead_url() + "/", f"{base}/missing/", f"{base}/good/"]
-        served = download_http(config(urls, spec), tmp_path, mirror=None)
+        served = download(config(urls, spec), tmp_path, mirror=None)
     assert served[NAME] == f"{base}/good/"
     assert "Connection" in caplog.text and "HTTP 404" in caplog.text
 
@@ -63,7 +65,7 @@ def test_all_sources_fail_offline_names_mirror_variable(fake_mirror: Path,
                                                         tmp_path: Path) -> None:
     spec = spec_for(fake_mirror)
     with pytest.raises(DownloadError, match="JAXPIPE_MIRROR") as err:
-        download_http(config([dead_url() + "/"], spec), tmp_path, mirror=None)
+        download(config([dead_url() + "/"], spec), tmp_path, mirror=None)
     assert NAME in str(err.value) and "\n" not in str(err.value)
 
 
@@ -71,7 +73,7 @@ def test_local_mirror_is_tried_first(fake_mirror: Path, tmp_path: Path,
                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     spec = spec_for(fake_mirror)
-    served = download_http(config([dead_url() + "/"], spec), tmp_path, mirror=fake_mirror)
+    served = download(config([dead_url() + "/"], spec), tmp_path, mirror=fake_mirror)
     assert served == {NAME: str(fake_mirror)}
     assert "served by local mirror" in caplog.text
 
@@ -85,7 +87,7 @@ def test_bad_mirror_copy_falls_back_to_network(fake_mirror: Path, tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     with http_server(fake_mirror / "mnist") as base:
-        served = download_http(config([f"{base}/good/"], good), out, mirror=wrong)
+        served = download(config([f"{base}/good/"], good), out, mirror=wrong)
     assert served[NAME] == f"{base}/good/"
     assert "local mirror rejected" in caplog.text and md5(out / NAME) == good.md5
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from jaxpipe.data.tables import Split
 from jaxpipe.evaluate import EvalConfig, classification_metrics, plot_rows, reference
-from jaxpipe.tables import Split
 
 
 def test_binary_metrics_schema_and_values() -> None:

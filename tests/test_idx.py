@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.idx import read_idx, write_idx
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.idx import read_idx, write_idx
 
 
 @pytest.mark.parametrize("name", ["images.idx", "images.idx.gz"])

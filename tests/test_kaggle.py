@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from helpers import md5
 
-from jaxpipe.download import DownloadConfig, FileSpec
-from jaxpipe.errors import DownloadError, JaxpipeError
-from jaxpipe.kaggle import credential_source, download_kaggle, safe_extract
+from jaxpipe.core.errors import DownloadError, JaxpipeError
+from jaxpipe.data.kaggle import credential_source, safe_extract
+from jaxpipe.data.sources import download
+from jaxpipe.data.specs import DownloadConfig, FileSpec
 
 
 def test_credentials_in_the_packages_order(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def kaggle_config(spec: FileSpec) -> DownloadConfig:
 def test_kaggle_source_verifies_mirror_copy(fake_mirror: Path, tmp_path: Path) -> None:
     path = fake_mirror / "mobile-price" / "train.csv"
     spec = FileSpec(name="train.csv", md5=md5(path), size=path.stat().st_size)
-    served = download_kaggle(kaggle_config(spec), tmp_path, fake_mirror)
+    served = download(kaggle_config(spec), tmp_path, fake_mirror)
     assert served == {"train.csv": str(fake_mirror)} and md5(tmp_path / "train.csv") == spec.md5
 
 
@@ -79,5 +80,5 @@ def test_offline_kaggle_error_is_one_line_and_names_mirror(tmp_path: Path,
         monkeypatch.delenv(var, raising=False)
     spec = FileSpec(name="train.csv", md5="0" * 32)
     with pytest.raises(DownloadError, match="JAXPIPE_MIRROR") as err:
-        download_kaggle(kaggle_config(spec), out, mirror=None)
+        download(kaggle_config(spec), out, mirror=None)
     assert "\n" not in str(err.value) and list(out.iterdir()) == []

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from helpers import md5
 
-from jaxpipe.mirror import apply_mirror
+from jaxpipe.tools.mirror import apply_mirror
 
 ROOT = Path(__file__).parents[1]
 

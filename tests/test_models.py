@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import make_dataset
 
-from jaxpipe.models import cnn, linear, logistic, mlp
-from jaxpipe.models.guard import TrainingError, check_finite
+from jaxpipe.models import TrainingError, check_finite, cnn, linear, logistic, mlp, softmax
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -18,8 +18,9 @@ def separable(n: int = 80, d: int = 3, seed: int = 0):
 
 def test_logreg_loss_falls_and_fits() -> None:
     x, y = separable()
-    cfg = logistic.LogRegConfig(steps=50, lr=0.5, l2=0.0, track_accuracy=True)
-    params, history = logistic.logreg_fit(cfg, x, y, x, y)
+    cfg = logistic.Config(steps=50, lr=0.5, l2=0.0, track_accuracy=True)
+    fit = logistic.fit(cfg, make_dataset(train=(x, y), test=(x, y)))
+    params, history, _ = fit.params, fit.history, fit.info
     loss = np.asarray(history["train_loss"])
     assert params["w"].shape == (3,) and params["c"].shape == ()
     assert loss.shape == (50,) and loss[-1] < loss[0] * 0.6
@@ -30,13 +31,13 @@ def test_logreg_matches_the_write_up_loop() -> None:
     """Two separate grad calls per step (the write-up) and our fused step agree."""
     import jax
     x, y = separable(40)
-    cfg = logistic.LogRegConfig(steps=5, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
-    params, _ = logistic.logreg_fit(cfg, x, y, x, y)
+    cfg = logistic.Config(steps=5, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
+    params = logistic.fit(cfg, make_dataset(train=(x, y))).params
     w, c = np.full(3, 1e-5, np.float32), np.float32(1.0)
     yf = y.astype(np.float32)
 
     def loss(w, c):
-        return logistic.logreg_loss({"w": w, "c": c}, x, yf, 0.1)
+        return logistic.loss({"w": w, "c": c}, x, yf, 0.1)
 
     for _ in range(5):
         gw, gc = jax.grad(loss, 0)(w, c), jax.grad(loss, 1)(w, c)
@@ -50,23 +51,28 @@ def test_softmax_learns_three_classes() -> None:
     centers = np.array([[3, 0], [-3, 0], [0, 3]], dtype=np.float32)
     y = np.repeat(np.arange(3), 30)
     x = (centers[y] + rng.normal(size=(90, 2))).astype(np.float32)
-    params, history = logistic.softmax_fit(logistic.SoftmaxConfig(steps=200, lr=0.1), x, y, x, y)
-    probs = np.asarray(logistic.softmax_predict(params, x))
+    cfg = softmax.Config(steps=200, lr=0.1)
+    fit = softmax.fit(cfg, make_dataset(train=(x, y)))
+    params, history = fit.params, fit.history
+    probs = softmax.predict(cfg, params, x)
     assert probs.shape == (90, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert np.mean(probs.argmax(1) == y) > 0.95
     assert history["train_loss"][-1] < history["train_loss"][0]
 
 
 def test_xor_converges_with_the_write_up_recipe() -> None:
-    params, history, info = mlp.mlp_fit(mlp.MLPConfig(), XOR_X, XOR_Y, XOR_X, XOR_Y)
+    cfg = mlp.Config()
+    fit = mlp.fit(cfg, make_dataset(train=(XOR_X, XOR_Y)))
+    params, history, info = fit.params, fit.history, fit.info
     assert info["converged"] and info["steps"] % 10 == 0
     assert len(history["train_loss"]) == info["steps"]
-    assert np.array_equal(np.asarray(mlp.mlp_predict(params, XOR_X)) > 0.5, XOR_Y == 1)
+    assert np.array_equal(mlp.predict(cfg, params, XOR_X) > 0.5, XOR_Y == 1)
 
 
 def test_xor_stops_at_max_steps_when_it_cannot_converge() -> None:
-    cfg = mlp.MLPConfig(lr=1e-6, max_steps=30)
-    _, history, info = mlp.mlp_fit(cfg, XOR_X, XOR_Y, XOR_X, XOR_Y)
+    cfg = mlp.Config(lr=1e-6, max_steps=30)
+    fit = mlp.fit(cfg, make_dataset(train=(XOR_X, XOR_Y)))
+    _, history, info = fit.params, fit.history, fit.info
     assert not info["converged"] and info["steps"] == 30 and len(history["train_loss"]) == 30
 
 
@@ -75,7 +81,8 @@ def test_linreg_recovers_known_weights() -> None:
     rng = np.random.default_rng(0)
     x = (10 * rng.uniform(size=(1000, 2))).astype(np.float32)
     y = (x @ np.array([3.0, 4.0]) + rng.uniform(size=1000) + 5.0).astype(np.float32)
-    params, history = linear.linreg_fit(linear.LinRegConfig(), x, y, x, y)
+    fit = linear.fit(linear.Config(), make_dataset(train=(x, y)))
+    params, history = fit.params, fit.history
     design = np.column_stack([x, np.ones(len(x))]).astype(np.float64)
     exact = np.linalg.lstsq(design, y.astype(np.float64), rcond=None)[0]
     np.testing.assert_allclose(params["w"], exact[:2], atol=0.1)
@@ -89,9 +96,11 @@ def test_cnn_shapes_and_a_short_run_lowers_loss() -> None:
     x = rng.uniform(0, 0.2, size=(128, 28, 28, 1)).astype(np.float32)
     for i, label in enumerate(y):
         x[i, 2 * label: 2 * label + 3, 4:24, 0] = 1.0
-    cfg = cnn.CNNConfig(epochs=3, batch_size=16, lr=3e-3, eval_batch_size=50)
-    params, history, info = cnn.cnn_fit(cfg, x, y.astype(np.int32), x[:60], y[:60].astype(np.int32))
-    probs = cnn.cnn_predict(cnn.cnn_template()[0], params, x[:55], batch_size=50)
+    cfg = cnn.Config(epochs=3, batch_size=16, lr=3e-3, eval_batch_size=50)
+    data = make_dataset(train=(x, y.astype(np.int32)), val=(x[:60], y[:60].astype(np.int32)))
+    fit = cnn.fit(cfg, data)
+    params, history, info = fit.params, fit.history, fit.info
+    probs = cnn.predict(cfg, params, x[:55])
     assert probs.shape == (55, 10)  # the last partial batch is scored too
     assert history["val_loss"][-1] < history["val_loss"][0]
     assert info["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
@@ -106,10 +115,10 @@ def test_nan_guard_names_the_step() -> None:
 
 
 def test_divergent_logreg_run_is_stopped() -> None:
-    from jaxpipe.models.guard import check_finite as guard
+    from jaxpipe.models import check_finite as guard
     x, y = separable()
-    cfg = logistic.LogRegConfig(steps=20, lr=1e30, l2=1e30)
-    _, history = logistic.logreg_fit(cfg, x * 1e20, y, x, y)
+    cfg = logistic.Config(steps=20, lr=1e30, l2=1e30)
+    history = logistic.fit(cfg, make_dataset(train=(x * 1e20, y))).history
     with pytest.raises(TrainingError, match="at step"):
         guard(np.asarray(history["train_loss"]))
 
@@ -124,7 +133,7 @@ def test_shifted_conv_is_the_same_function_as_nnx_conv() -> None:
 
 def test_compiler_options_are_passed_to_xla() -> None:
     good = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
-    graphdef, params = cnn.cnn_template()
+    graphdef, params = cnn.init(0)
     x = np.zeros((2, 28, 28, 1), np.float32)
     assert cnn.compiled_steps(good)[1](graphdef, params, x).shape == (2, 10)
     bad = (("xla_cpu_experimental_ynn_fusion_type", "NOT_A_TYPE"),)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from jaxpipe.workspace import dvc, ran_stages
+from jaxpipe.tools.workspace import dvc, ran_stages
 
 MODELS = ["logreg_mobile", "softmax_mobile", "xor_mlp", "linreg_sgd", "logreg_synthetic",
           "cnn_mnist"]

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import mobile_frame
 
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.fileio import md5sum
-from jaxpipe.prepare import PrepareConfig, prepare_images, prepare_table, select
-from jaxpipe.tables import load_split, write_dataset
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.core.fileio import md5sum
+from jaxpipe.data.prepare import PrepareConfig, prepare_images, prepare_table, select
+from jaxpipe.data.tables import load_dataset, write_dataset
 
 BINARY = PrepareConfig(kind="table", target="price_range", columns_from="pc", classes=[0, 1],
                        test_size=0.2, seed=42)
@@ -52,7 +52,7 @@ def test_schema_is_explicit(tmp_path: Path) -> None:
     assert schema.field("price_range").type == pa.int64()
     assert all(schema.field(f).type == pa.float64() for f in scaler["features"])
     assert json.loads((tmp_path / "scaler.json").read_text())["features"][0] == "pc"
-    split = load_split(tmp_path, "test")
+    split = load_dataset(tmp_path).split("test")
     assert split.x.dtype == np.float32 and split.x.shape[1] == 10
 
 
@@ -74,7 +74,7 @@ def test_images_keep_test_set_and_hold_out_validation(tmp_path: Path) -> None:
     write_dataset(tmp_path, tables, scaler)
     image_type = pq.read_schema(tmp_path / "test.parquet").field("image").type
     assert image_type == pa.binary(784)
-    test = load_split(tmp_path, "test")
+    test = load_dataset(tmp_path).split("test")
     assert test.x.shape == (7, 28, 28, 1) and test.x.dtype == np.float32
     np.testing.assert_allclose(test.x[..., 0], test_x / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(test.y, test_y)

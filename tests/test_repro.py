@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxpipe.repro import check, format_report
-from jaxpipe.workspace import dvc, git
+from jaxpipe.tools.repro import check, format_report
+from jaxpipe.tools.workspace import dvc, git
 
 DVC_YAML = """
 stages:

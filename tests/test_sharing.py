@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxpipe.workspace import dvc, git, ran_stages
+from jaxpipe.tools.workspace import dvc, git, ran_stages
 
 pytestmark = pytest.mark.e2e
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn import metrics as skm
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from jaxpipe.config import check
-from jaxpipe.tables import Split
+from jaxpipe.artifacts import Trained
+from jaxpipe.core.config import check
+from jaxpipe.core.fileio import atomic_dir, write_csv_rows, write_json
+from jaxpipe.data.tables import Dataset, Split
 
 Rows = tuple[list[str], list[list]]
 
@@ -22,6 +25,16 @@ class EvalConfig:
     reference: bool = True
     reference_c: float = 1.0
     reference_max_iter: int = 1000
+    split: str = "test"  # the split to score
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Flat metrics (ours and the reference's) and plot tables (header, rows) by name."""
+
+    metrics: dict
+    plots: dict[str, Rows]
+    n_scored: int
 
     def __post_init__(self) -> None:
         check(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
@@ -60,15 +73,16 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
 
 def reference(task: str, train: Split, test: Split, cfg: EvalConfig) -> dict:
     """The model a user would reach for, fitted on the same train split, scored on test."""
+    x_train, x_test = train.x.reshape(len(train.x), -1), test.x.reshape(len(test.x), -1)
     if task == "regression":
-        model = LinearRegression().fit(train.x, train.y)
-        out = regression_metrics(test.y, model.predict(test.x))
+        model = LinearRegression().fit(x_train, train.y)
+        out = regression_metrics(test.y, model.predict(x_test))
         out.update({f"coef_{i}": _r(c) for i, c in enumerate(model.coef_)})
         out["intercept"] = _r(model.intercept_)
     else:
         model = LogisticRegression(C=cfg.reference_c, max_iter=cfg.reference_max_iter)
-        model.fit(train.x, train.y)
-        probs = model.predict_proba(test.x)
+        model.fit(x_train, train.y)
+        probs = model.predict_proba(x_test)
         probs = probs[:, 1] if task == "binary" else probs
         full = classification_metrics(test.y, probs, cfg.threshold)
         keep = ("accuracy", "macro_f1", "log_loss", "roc_auc")
@@ -90,20 +104,28 @@ def plot_rows(task: str, y: np.ndarray, out: np.ndarray, threshold: float) -> di
     return rows
 
 
-def model_metrics(task: str, kind: str, y: np.ndarray, out: np.ndarray, params: dict,
-                  meta: dict, cfg: EvalConfig) -> dict:
-    """The metrics of our model: by task, plus what the kind adds (coefficients, steps...)."""
+def evaluate(trained: Trained, data: Dataset, cfg: EvalConfig) -> Evaluation:
+    """Score ``trained`` on the split ``cfg`` names, beside the reference fitted on train."""
+    scored = data.split(cfg.split)
+    out = trained.predict(scored.x)
+    task = trained.module.TASK
     if task == "regression":
-        result = regression_metrics(y, out)
-        result.update({f"coef_{i}": _r(c) for i, c in enumerate(np.ravel(params["w"]))})
-        result["intercept"] = _r(np.ravel(params["b"])[0])
+        metrics = regression_metrics(scored.y, out)
     else:
-        result = classification_metrics(y, out, cfg.threshold)
-    info = meta.get("info", {})
-    if kind == "mlp":
-        result.update(steps_to_converge=info["steps"], converged=int(info["converged"]),
-                      final_loss=_r(info["final_loss"]))
-    if kind == "cnn":
-        result.update(best_epoch=info["best_epoch"], best_val_loss=_r(info["best_val_loss"]),
-                      train_images=info["train_images"], train_steps=info["train_steps"])
-    return result
+        metrics = classification_metrics(scored.y, out, cfg.threshold)
+    metrics.update(trained.module.metrics(trained.config, trained.params, trained.meta["info"]))
+    if cfg.reference:
+        metrics.update(reference(task, data.split("train"), scored, cfg))
+        if task == "regression":
+            coefs = [k for k in metrics if k.startswith("coef_")] + ["intercept"]
+            metrics["max_abs_coef_diff"] = _r(max(abs(metrics[k] - metrics[f"sklearn_{k}"])
+                                                  for k in coefs))
+    return Evaluation(metrics, plot_rows(task, scored.y, out, cfg.threshold), len(scored.y))
+
+
+def write_evaluation(evaluation: Evaluation, metrics_path: Path, plots_dir: Path) -> None:
+    """Write the plot tables (one CSV each, into a fresh folder) and the metrics JSON."""
+    with atomic_dir(plots_dir) as tmp:
+        for name, (header, rows) in evaluation.plots.items():
+            write_csv_rows(tmp / f"{name}.csv", header, rows)
+    write_json(metrics_path, evaluation.metrics)

@@ -1,1 +1,67 @@
-"""The models: each a typed config, a ``fit`` and a ``predict``."""
+"""The models: one module per family, each owning its whole contract, and a lazy registry.
+
+Every model module defines the same names:
+
+- ``Config``: a frozen dataclass, params.yaml ``train.<model>`` less its ``kind``;
+- ``TASK``: ``"binary"``, ``"multiclass"`` or ``"regression"``;
+- ``fit(cfg, data) -> Fit``: train on a prepared ``Dataset``;
+- ``predict(cfg, params, x) -> np.ndarray``: the probability of class 1 (binary), class
+  probabilities (multiclass) or values (regression);
+- ``template(cfg, meta)``: the parameter pytree as ``jax.ShapeDtypeStruct`` leaves (shapes
+  only, nothing initialised), to load and check a model file;
+- ``metrics(cfg, params, info) -> dict``: what the family adds to its task's metrics.
+
+``load(kind)`` imports a family's module only when that kind is used, so a stage depends on
+the code of its own model and no other.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+from jaxpipe.core.errors import ConfigError, JaxpipeError
+
+Task = Literal["binary", "multiclass", "regression"]
+KINDS = {"logreg": "logistic", "softmax": "softmax", "mlp": "mlp", "linreg": "linear",
+         "cnn": "cnn"}
+
+
+class TrainingError(JaxpipeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What every ``fit`` returns: parameters, per-step (or per-epoch) history, and facts."""
+
+    params: Any
+    history: dict[str, np.ndarray]
+    info: dict = field(default_factory=dict)
+
+
+def module_name(kind: str) -> str:
+    """The module that implements ``kind`` (``jaxpipe.models.<family>``)."""
+    if kind not in KINDS:
+        raise ConfigError(f"kind: {kind!r} is not one of {sorted(KINDS)}")
+    return f"{__name__}.{KINDS[kind]}"
+
+
+def load(kind: str) -> ModuleType:
+    """Import the model family of ``kind``."""
+    return importlib.import_module(module_name(kind))
+
+
+def check_finite(losses: np.ndarray, first_step: int = 0) -> None:
+    """Stop a run whose loss stopped being a number (naming the first such step, 1-based),
+    before a broken model is written."""
+    losses = np.asarray(losses)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        step = first_step + int(bad[0]) + 1
+        raise TrainingError(f"training diverged: loss is {losses[bad[0]]} at step {step}; "
+                            "no model written")

@@ -20,16 +20,18 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxpipe.cli import progress
-from jaxpipe.config import check
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.models.guard import check_finite
+from jaxpipe.core.config import check
+from jaxpipe.core.console import progress
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.tables import Dataset
+from jaxpipe.models import Fit, Task, check_finite
 
 log = logging.getLogger(__name__)
+TASK: Task = "multiclass"
 
 
 @dataclass(frozen=True)
-class CNNConfig:
+class Config:
     """params.yaml ``train.<model>`` for kind ``cnn``."""
 
     epochs: int = 10
@@ -80,9 +82,15 @@ def conv3x3_shifted(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Arr
     return (out + bias).reshape(n, h, w, -1)
 
 
-def cnn_template(seed: int = 0) -> tuple[nnx.GraphDef, nnx.State]:
+def init(seed: int) -> tuple[nnx.GraphDef, nnx.State]:
     """The graph definition and freshly initialised parameters."""
     return nnx.split(CNN(nnx.Rngs(seed)), nnx.Param)
+
+
+@functools.cache
+def _abstract() -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph definition and parameter shapes, traced without initialising anything."""
+    return nnx.split(nnx.eval_shape(lambda: CNN(nnx.Rngs(0))), nnx.Param)
 
 
 def _loss(graphdef: nnx.GraphDef, params: nnx.State, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -111,10 +119,13 @@ def compiled_steps(options: tuple[tuple[str, str | bool | int], ...] = ()
     return step, forward
 
 
-def cnn_predict(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray,
-                batch_size: int = 1000, forward: Callable | None = None) -> np.ndarray:
+def _options(cfg: Config) -> tuple[tuple[str, str | bool | int], ...]:
+    return tuple(sorted(cfg.compiler_options.items()))
+
+
+def _probs(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch_size: int,
+           forward: Callable) -> np.ndarray:
     """Class probabilities for every row of ``x`` (the last partial batch included)."""
-    forward = forward or compiled_steps()[1]
     chunks = [forward(graphdef, params, jnp.asarray(x[i:i + batch_size]))
               for i in range(0, len(x), batch_size)]
     return np.exp(np.concatenate([np.asarray(c) for c in chunks]))
@@ -122,21 +133,23 @@ def cnn_predict(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray,
 
 def _mean_loss(graphdef, params, x: np.ndarray, y: np.ndarray, batch_size: int,
                forward: Callable) -> float:
-    probs = cnn_predict(graphdef, params, x, batch_size, forward)
+    probs = _probs(graphdef, params, x, batch_size, forward)
     return float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-30))))
 
 
-def cnn_fit(cfg: CNNConfig, x, y, x_val, y_val) -> tuple[nnx.State, dict, dict]:
+def fit(cfg: Config, data: Dataset) -> Fit:
     """Adam on shuffled minibatches; returns the best-validation parameters and history."""
+    train, val = data.split("train"), data.split("val")
+    x, y = train.x, train.y
     if cfg.max_train_images is not None:
         x, y = x[: cfg.max_train_images], y[: cfg.max_train_images]
     n_batches = len(x) // cfg.batch_size
     if n_batches == 0:
         raise JaxpipeError(f"batch_size {cfg.batch_size} exceeds the {len(x)} training images")
-    graphdef, params = cnn_template(cfg.seed)
+    graphdef, params = init(cfg.seed)
     tx = optax.adam(cfg.lr)
     opt_state = tx.init(params)
-    train_step, forward = compiled_steps(tuple(sorted(cfg.compiler_options.items())))
+    train_step, forward = compiled_steps(_options(cfg))
     x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
     try:  # compile once up front, so a bad compiler option fails here, clearly
         forward(graphdef, params, x_dev[:1])
@@ -156,7 +169,7 @@ def cnn_fit(cfg: CNNConfig, x, y, x_val, y_val) -> tuple[nnx.State, dict, dict]:
             losses.append(loss)
         batch_losses = np.asarray(jnp.stack(losses))
         check_finite(batch_losses, (epoch - 1) * n_batches)
-        val_loss = _mean_loss(graphdef, params, x_val, y_val, cfg.eval_batch_size, forward)
+        val_loss = _mean_loss(graphdef, params, val.x, val.y, cfg.eval_batch_size, forward)
         history["epoch"].append(epoch)
         history["train_loss"].append(float(batch_losses.mean()))
         history["val_loss"].append(val_loss)
@@ -167,5 +180,22 @@ def cnn_fit(cfg: CNNConfig, x, y, x_val, y_val) -> tuple[nnx.State, dict, dict]:
                  epoch * n_batches * cfg.batch_size / (time.perf_counter() - started))
     info = {"best_epoch": best[1], "best_val_loss": best[0], "train_images": len(x),
             "train_steps": cfg.epochs * n_batches}
-    return best[2], history, info
+    return Fit(best[2], history, info)
+
+
+def predict(cfg: Config, params: nnx.State, x: np.ndarray) -> np.ndarray:
+    """Class probabilities, compiled with the same options as training."""
+    forward = compiled_steps(_options(cfg))[1]
+    return _probs(_abstract()[0], params, x, cfg.eval_batch_size, forward)
+
+
+def template(cfg: Config, meta: dict) -> nnx.State:
+    """Parameter shapes of the network (``nnx.eval_shape``: nothing is initialised)."""
+    return _abstract()[1]
+
+
+def metrics(cfg: Config, params: nnx.State, info: dict) -> dict:
+    """The kept epoch, its validation loss, and how much training it took."""
+    return {"best_epoch": info["best_epoch"], "best_val_loss": round(info["best_val_loss"], 6),
+            "train_images": info["train_images"], "train_steps": info["train_steps"]}
 

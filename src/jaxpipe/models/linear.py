@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxpipe.config import check
+from jaxpipe.core.config import check
+from jaxpipe.data.tables import Dataset
+from jaxpipe.models import Fit, Task
 
 Params = dict[str, jax.Array]
+TASK: Task = "regression"
 
 
 @dataclass(frozen=True)
-class LinRegConfig:
+class Config:
     """params.yaml ``train.<model>`` for kind ``linreg``."""
 
     steps: int = 5000
@@ -32,12 +37,12 @@ class LinRegConfig:
         check(self.batch_size > 0, "batch_size", "must be positive")
 
 
-def linreg_predict(params: Params, x: jax.Array) -> jax.Array:
+def forward(params: Params, x: jax.Array) -> jax.Array:
     return x @ params["w"] + params["b"]
 
 
 def rmse(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.mean((linreg_predict(params, x) - y) ** 2))
+    return jnp.sqrt(jnp.mean((forward(params, x) - y) ** 2))
 
 
 @partial(jax.jit, static_argnames=("steps", "batch_size"))
@@ -52,10 +57,34 @@ def _sgd_loop(params: Params, x, y, key, lr, steps: int, batch_size: int):
     return jax.lax.scan(step, params, jax.random.split(key, steps))
 
 
-def linreg_fit(cfg: LinRegConfig, x, y, x_test, y_test) -> tuple[Params, dict]:
-    """SGD from a random start; history is each step's minibatch RMSE."""
+def init(cfg: Config, n_features: int) -> tuple[Params, jax.Array]:
+    """A random start from ``key(seed)``, and the key for the minibatch draws."""
     init_key, batch_key = jax.random.split(jax.random.key(cfg.seed))
     kw, kb = jax.random.split(init_key)
-    params = {"w": jax.random.normal(kw, (x.shape[1],)), "b": jax.random.normal(kb, ())}
-    return _sgd_loop(params, x, jnp.asarray(y, jnp.float32), batch_key, cfg.lr, cfg.steps,
-                     cfg.batch_size)
+    return {"w": jax.random.normal(kw, (n_features,)), "b": jax.random.normal(kb, ())}, batch_key
+
+
+def fit(cfg: Config, data: Dataset) -> Fit:
+    """SGD from a random start; history is each step's minibatch RMSE."""
+    train = data.split("train")
+    params, batch_key = init(cfg, train.x.shape[1])
+    params, history = _sgd_loop(params, train.x, jnp.asarray(train.y, jnp.float32), batch_key,
+                                cfg.lr, cfg.steps, cfg.batch_size)
+    return Fit(params, history)
+
+
+def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
+    """Predicted values."""
+    return np.asarray(forward(params, x))
+
+
+def template(cfg: Config, meta: dict) -> Any:
+    """Parameter shapes for the model file's features."""
+    return jax.eval_shape(lambda: init(cfg, len(meta["scaler"]["features"]))[0])
+
+
+def metrics(cfg: Config, params: Params, info: dict) -> dict:
+    """The learned coefficients and intercept, to read beside the closed-form fit."""
+    out = {f"coef_{i}": round(float(c), 6) for i, c in enumerate(np.ravel(params["w"]))}
+    out["intercept"] = round(float(np.ravel(params["b"])[0]), 6)
+    return out

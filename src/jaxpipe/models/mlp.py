@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxpipe.config import check
+from jaxpipe.core.config import check
+from jaxpipe.data.tables import Dataset
+from jaxpipe.models import Fit, Task
 
 Params = dict[str, jax.Array]
+TASK: Task = "binary"
 
 
 @dataclass(frozen=True)
-class MLPConfig:
+class Config:
     """params.yaml ``train.<model>`` for kind ``mlp``."""
 
     seed: int = 9
@@ -36,7 +41,7 @@ class MLPConfig:
         check(self.max_steps >= self.check_every, "max_steps", "must be >= check_every")
 
 
-def mlp_init(cfg: MLPConfig, n_features: int) -> Params:
+def init(cfg: Config, n_features: int) -> Params:
     key = jax.random.key(cfg.seed)
     subkey, key = jax.random.split(key)
     k1, k2, k3, k4 = jax.random.split(subkey, 4)
@@ -46,20 +51,20 @@ def mlp_init(cfg: MLPConfig, n_features: int) -> Params:
             "b2": jax.random.normal(k4, ())}
 
 
-def mlp_predict(params: Params, x: jax.Array) -> jax.Array:
+def forward(params: Params, x: jax.Array) -> jax.Array:
     """Probability of class 1."""
     z = jnp.tanh(x @ params["W1"] + params["b1"])
     return jax.nn.sigmoid(z @ params["w2"] + params["b2"])
 
 
-def mlp_loss(params: Params, x: jax.Array, y: jax.Array, eps: float) -> jax.Array:
-    p = mlp_predict(params, x)
+def loss(params: Params, x: jax.Array, y: jax.Array, eps: float) -> jax.Array:
+    p = forward(params, x)
     return -jnp.mean(y * jnp.log(p + eps) + (1 - y) * jnp.log(1 - p + eps))
 
 
 @partial(jax.jit, static_argnames=("check_every", "max_steps"))
-def _mlp_loop(params: Params, x, y, lr, eps, check_every: int, max_steps: int):
-    grad = jax.value_and_grad(mlp_loss)
+def _loop(params: Params, x, y, lr, eps, check_every: int, max_steps: int):
+    grad = jax.value_and_grad(loss)
     chunks = max_steps // check_every
     losses = jnp.full((chunks * check_every,), jnp.nan)
 
@@ -72,7 +77,7 @@ def _mlp_loop(params: Params, x, y, lr, eps, check_every: int, max_steps: int):
     def chunk(state):
         n, p, losses, _ = state
         p, losses, _ = jax.lax.fori_loop(0, check_every, step, (p, losses, n * check_every))
-        done = jnp.all((mlp_predict(p, x) > 0.5) == (y > 0.5))
+        done = jnp.all((forward(p, x) > 0.5) == (y > 0.5))
         return n + 1, p, losses, done
 
     def more(state):
@@ -83,12 +88,29 @@ def _mlp_loop(params: Params, x, y, lr, eps, check_every: int, max_steps: int):
     return params, losses, n * check_every, done
 
 
-def mlp_fit(cfg: MLPConfig, x, y, x_test, y_test) -> tuple[Params, dict, dict]:
+def fit(cfg: Config, data: Dataset) -> Fit:
     """Train until all four are right (checked every ``check_every`` steps) or ``max_steps``."""
-    params = mlp_init(cfg, x.shape[1])
-    y = jnp.asarray(y, jnp.float32)
-    params, losses, steps, done = _mlp_loop(params, x, y, cfg.lr, cfg.eps, cfg.check_every,
-                                            cfg.max_steps)
+    train = data.split("train")
+    params = init(cfg, train.x.shape[1])
+    y = jnp.asarray(train.y, jnp.float32)
+    params, losses, steps, done = _loop(params, train.x, y, cfg.lr, cfg.eps, cfg.check_every,
+                                        cfg.max_steps)
     steps = int(steps)
     info = {"steps": steps, "converged": bool(done), "final_loss": float(losses[steps - 1])}
-    return params, {"train_loss": losses[:steps]}, info
+    return Fit(params, {"train_loss": losses[:steps]}, info)
+
+
+def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
+    """Probability of class 1."""
+    return np.asarray(forward(params, x))
+
+
+def template(cfg: Config, meta: dict) -> Any:
+    """Parameter shapes for the model file's features and ``hidden``."""
+    return jax.eval_shape(lambda: init(cfg, len(meta["scaler"]["features"])))
+
+
+def metrics(cfg: Config, params: Params, info: dict) -> dict:
+    """Steps to converge (a multiple of ``check_every``), whether it did, the final loss."""
+    return {"steps_to_converge": info["steps"], "converged": int(info["converged"]),
+            "final_loss": round(float(info["final_loss"]), 6)}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from jaxpipe.config import roundtrip_yaml
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.mirror import apply_mirror
+from jaxpipe.core.config import roundtrip_yaml
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.tools.mirror import apply_mirror
 
 log = logging.getLogger(__name__)
 GIT_ENV = {"GIT_AUTHOR_NAME": "jaxpipe", "GIT_AUTHOR_EMAIL": "jaxpipe@localhost",

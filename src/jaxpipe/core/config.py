@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 from ruamel.yaml import YAML
 
-from jaxpipe.errors import ConfigError
+from jaxpipe.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -1,4 +1,8 @@
-"""What every stage script shares: logging set-up, progress, and one-line errors."""
+"""Console output shared by stages, tools and the library: logging, progress, one-line errors.
+
+The library uses ``interactive`` and ``progress``; ``run`` is the one error handler every
+stage script and tool calls from ``__main__``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from jaxpipe.errors import JaxpipeError
+from jaxpipe.core.errors import JaxpipeError
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 A prepared data set is a folder: ``train.parquet``, ``test.parquet``, optionally
 ``val.parquet``, and ``scaler.json`` (mean and scale fitted on train). Tables hold numeric
-feature columns and a target; images are one fixed-size ``uint8`` list column.
+feature columns and a target; images are one fixed-size binary column of raw pixels.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.fileio import write_json, write_parquet
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.core.fileio import write_json, write_parquet
 
 IMAGE_COLUMN, LABEL_COLUMN = "image", "label"
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,21 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     features: list[str]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A prepared data set, loaded once: its model-ready splits and the scaler."""
+
+    path: Path
+    splits: dict[str, Split]
+    scaler: dict
+
+    def split(self, name: str) -> Split:
+        """One split by name, with an error naming the folder if the data set lacks it."""
+        if name not in self.splits:
+            raise JaxpipeError(f"{self.path}: no '{name}' split (has {sorted(self.splits)})")
+        return self.splits[name]
 
 
 def table_from_frame(frame: pd.DataFrame, target: str, target_type: pa.DataType) -> pa.Table:
@@ -73,15 +89,23 @@ def read_scaler(data_dir: Path) -> dict:
         raise JaxpipeError(f"{path}: not found (run the prepare stage first)") from None
 
 
-def load_split(data_dir: str | Path, split: str) -> Split:
-    """Load one split as float32 features (the stored scaling applied) and targets."""
+def load_dataset(data_dir: str | Path) -> Dataset:
+    """Read the scaler and every split a prepared folder holds (train, val, test)."""
     data_dir = Path(data_dir)
-    path = data_dir / f"{split}.parquet"
+    scaler = read_scaler(data_dir)
+    splits = {name: load_split(data_dir / f"{name}.parquet", scaler)
+              for name in SPLITS if (data_dir / f"{name}.parquet").exists()}
+    if "train" not in splits:
+        raise JaxpipeError(f"{data_dir / 'train.parquet'}: not found (run the prepare stage)")
+    return Dataset(data_dir, splits, scaler)
+
+
+def load_split(path: Path, scaler: dict) -> Split:
+    """Load one split's Parquet file as float32 features (``scaler`` applied) and targets."""
     try:
         table = pq.read_table(path)
     except (FileNotFoundError, pa.ArrowInvalid) as exc:
         raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    scaler = read_scaler(data_dir)
     if IMAGE_COLUMN in table.column_names:
         images = load_images(table)
         x = (images.astype(np.float32) - scaler["mean"][0]) / scaler["scale"][0]

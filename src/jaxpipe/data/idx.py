@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpipe.errors import JaxpipeError
+from jaxpipe.core.errors import JaxpipeError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}

@@ -7,9 +7,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.datasets import make_classification
 
-from jaxpipe.config import check
+from jaxpipe.core.config import check
+from jaxpipe.data.tables import table_from_frame
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,10 @@ def generate(cfg: GenerateConfig) -> pd.DataFrame:
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
     frame["y"] = y
     return frame
+
+
+def generate_table(cfg: GenerateConfig) -> pa.Table:
+    """The data set as an explicit-schema table: float64 features, then ``y`` (int64 labels,
+    or float64 values for the regression set)."""
+    target_type = pa.float64() if cfg.kind == "linear" else pa.int64()
+    return table_from_frame(generate(cfg), "y", target_type)

@@ -12,12 +12,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from jaxpipe.cli import run
-from jaxpipe.config import roundtrip_yaml
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.fileio import atomic_path
+from jaxpipe.core.config import roundtrip_yaml
+from jaxpipe.core.console import run
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.core.fileio import atomic_path
 
-log = logging.getLogger("jaxpipe.mirror")
+log = logging.getLogger("jaxpipe.tools.mirror")
 
 
 def read_md5sums(path: Path) -> dict[str, str]:

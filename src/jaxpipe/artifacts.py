@@ -1,13 +1,18 @@
 """Model files: safetensors (no pickle), deterministic bytes, metadata as one JSON string.
 
 safetensors keeps its metadata in a hash map, so several keys may be written in any order;
-one key holding sorted JSON keeps the same parameters and metadata byte-identical.
+one key holding sorted JSON keeps the same parameters and metadata byte-identical. A file is
+checked on load: its kind is known, and its tensors have the names and shapes its kind's
+template gives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jax
@@ -15,10 +20,27 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.fileio import atomic_path
+from jaxpipe import models
+from jaxpipe.core.config import parse
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.core.fileio import atomic_path
 
 META_KEY = "jaxpipe"
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A model loaded from its file: its family's module, config, parameters and metadata."""
+
+    kind: str
+    module: ModuleType
+    config: Any
+    params: Any
+    meta: dict
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (classification) or values (regression) for model-ready ``x``."""
+        return self.module.predict(self.config, self.params, x)
 
 
 def _name(path: tuple) -> str:
@@ -38,12 +60,16 @@ def flatten(params: Any) -> dict[str, np.ndarray]:
 
 
 def unflatten(flat: dict[str, np.ndarray], template: Any, source: str = "model file") -> Any:
-    """Put ``flat``'s arrays into a pytree shaped like ``template``."""
+    """Put ``flat``'s arrays into a pytree shaped like ``template``, checking every shape."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = [_name(path) for path, _ in leaves]
     missing = sorted(set(names) - set(flat))
     if missing:
         raise JaxpipeError(f"{source}: lacks parameter '{missing[0]}'")
+    for name, (_, leaf) in zip(names, leaves, strict=True):
+        if tuple(flat[name].shape) != tuple(leaf.shape):
+            raise JaxpipeError(f"{source}: parameter '{name}' has shape "
+                               f"{tuple(flat[name].shape)}, expected {tuple(leaf.shape)}")
     return jax.tree_util.tree_unflatten(treedef, [flat[n] for n in names])
 
 
@@ -69,3 +95,24 @@ def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise JaxpipeError(f"{path}: not a jaxpipe model file ({exc.__class__.__name__})") from None
     return flat, meta
+
+
+def save_trained(path: str | Path, name: str, kind: str, config: Any, fit: models.Fit,
+                 scaler: dict) -> None:
+    """Write a model file whose metadata carries kind, task, config, facts and the scaler."""
+    meta = {"model": name, "kind": kind, "task": models.load(kind).TASK,
+            "config": dataclasses.asdict(config), "info": fit.info, "scaler": scaler}
+    save_model(path, fit.params, meta)
+
+
+def load_trained(path: str | Path) -> Trained:
+    """A model file's parameters in its kind's pytree shape, with its parsed config."""
+    flat, meta = load_model(path)
+    kind = meta.get("kind")
+    try:
+        module = models.load(kind)
+    except JaxpipeError:
+        raise JaxpipeError(f"{path}: unknown model kind {kind!r}") from None
+    config = parse(module.Config, meta.get("config"), f"{path}:config")
+    params = unflatten(flat, module.template(config, meta), str(path))
+    return Trained(kind, module, config, params, meta)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from jaxpipe.cli import run
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.workspace import dvc, make_workspace, ran_stages, set_params
+from jaxpipe.core.console import run
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.tools.workspace import dvc, make_workspace, ran_stages, set_params
 
-log = logging.getLogger("jaxpipe.repro")
+log = logging.getLogger("jaxpipe.tools.repro")
 
 
 @dataclass

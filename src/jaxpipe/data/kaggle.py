@@ -12,10 +12,14 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from jaxpipe.download import DownloadConfig, fetch_from_mirror, verify
-from jaxpipe.errors import DownloadError, JaxpipeError
+from jaxpipe.core.errors import DownloadError, JaxpipeError
+from jaxpipe.data.specs import DownloadConfig, FileSpec, verify
 
 log = logging.getLogger(__name__)
+
+
+class KaggleCLIError(DownloadError):
+    """The kaggle CLI could not deliver the archive (offline, no such dataset, refused)."""
 
 
 def credential_source(env: Mapping[str, str], home: Path) -> str:
@@ -62,35 +66,24 @@ def run_kaggle_cli(dataset: str, dest: Path, timeout: float) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
     except subprocess.TimeoutExpired:
-        raise DownloadError(f"kaggle {dataset}: timed out after {timeout:.0f} s") from None
+        raise KaggleCLIError(f"kaggle {dataset}: timed out after {timeout:.0f} s") from None
     zips = sorted(dest.glob("*.zip"))
     if proc.returncode != 0 or not zips:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         reason = lines[-1] if lines else f"exit code {proc.returncode}"
-        raise DownloadError(f"kaggle {dataset}: {reason}")
+        raise KaggleCLIError(f"kaggle {dataset}: {reason}")
     return zips[0]
 
 
-def download_kaggle(cfg: DownloadConfig, out_dir: Path, mirror: Path | None) -> dict[str, str]:
-    """Fetch a Kaggle dataset's files into ``out_dir`` (local mirror first), verified."""
+def download_kaggle(cfg: DownloadConfig, pending: list[FileSpec], out_dir: Path
+                   ) -> dict[str, str]:
+    """Fetch ``pending`` files of a Kaggle dataset into ``out_dir``, verified."""
     assert cfg.kaggle_dataset is not None
     served = {}
-    pending = []
-    for spec in cfg.files.values():
-        if fetch_from_mirror(mirror, cfg.mirror_folder, spec, out_dir / spec.name):
-            served[spec.name] = str(mirror)
-        else:
-            pending.append(spec)
-    if not pending:
-        return served
     source = credential_source(os.environ, Path.home())
     log.info("kaggle %s: credentials: %s", cfg.kaggle_dataset, source)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        try:
-            archive = run_kaggle_cli(cfg.kaggle_dataset, Path(tmp), cfg.timeout_s)
-        except DownloadError as exc:
-            hint = "" if mirror else " (offline? set JAXPIPE_MIRROR to a local mirror directory)"
-            raise DownloadError(f"{exc}{hint}") from None
+        archive = run_kaggle_cli(cfg.kaggle_dataset, Path(tmp), cfg.timeout_s)
         extracted = Path(tmp) / "extracted"
         safe_extract(archive, extracted)
         for spec in pending:

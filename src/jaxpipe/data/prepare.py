@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.model_selection import train_test_split
 
-from jaxpipe.config import check
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.idx import read_idx
-from jaxpipe.tables import image_table, table_from_frame
+from jaxpipe.core.config import check
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.idx import read_idx
+from jaxpipe.data.tables import image_table, table_from_frame
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -146,3 +146,11 @@ def read_mnist(raw_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The official MNIST IDX files of ``raw_dir`` as (images, labels) per split."""
     return {split_name: (read_idx(raw_dir / images), read_idx(raw_dir / labels))
             for split_name, (images, labels) in MNIST_FILES.items()}
+
+
+def prepare(source: Path, cfg: PrepareConfig) -> tuple[dict[str, pa.Table], dict]:
+    """Read the raw ``source`` (an MNIST folder, or a CSV/Parquet table) and prepare it."""
+    if cfg.kind == "images":
+        parts = read_mnist(source)
+        return prepare_images(*parts["train"], *parts["test"], cfg)
+    return prepare_table(read_source(source), cfg, str(source))

@@ -7,19 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxpipe.errors import JaxpipeError
-from jaxpipe.fileio import md5sum
+from jaxpipe.artifacts import flatten, load_model, save_model, unflatten
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.core.fileio import md5sum
 from jaxpipe.models import cnn
-from jaxpipe.serialize import flatten, load_model, save_model, unflatten
 
 
 def test_round_trip_of_a_flax_state(tmp_path: Path) -> None:
-    _, params = cnn.cnn_template(seed=3)
+    _, params = cnn.init(3)
     save_model(tmp_path / "m.safetensors", params, {"kind": "cnn", "info": {"a": 1}})
     flat, meta = load_model(tmp_path / "m.safetensors")
     assert meta == {"kind": "cnn", "info": {"a": 1}}
     assert flat["conv1.kernel"].shape == (3, 3, 1, 32)
-    back = unflatten(flat, cnn.cnn_template(seed=0)[1])
+    back = unflatten(flat, cnn.template(cnn.Config(), {}))
     for name, value in flatten(back).items():
         np.testing.assert_array_equal(value, flatten(params)[name])
 
@@ -27,8 +27,8 @@ def test_round_trip_of_a_flax_state(tmp_path: Path) -> None:
 SCRIPT = """
 import sys
 from jaxpipe.models import cnn
-from jaxpipe.serialize import save_model
-save_model(sys.argv[1], cnn.cnn_template(seed=7)[1], {"b": 2, "a": [1, 2], "c": {"z": 1, "y": 2}})
+from jaxpipe.artifacts import save_model
+save_model(sys.argv[1], cnn.init(7)[1], {"b": 2, "a": [1, 2], "c": {"z": 1, "y": 2}})
 """
 
 
@@ -50,8 +50,8 @@ def test_not_a_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_parameter_is_named() -> None:
-    _, template = cnn.cnn_template()
-    flat = flatten(template)
+    template = cnn.template(cnn.Config(), {})
+    flat = flatten(cnn.init(0)[1])
     del flat["fc2.bias"]
     with pytest.raises(JaxpipeError, match="m.st: lacks parameter 'fc2.bias'"):
         unflatten(flat, template, "m.st")

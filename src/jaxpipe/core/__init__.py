@@ -1,0 +1,1 @@
+"""What every stage and tool shares: errors, typed configs, atomic writers, console output."""

@@ -1,0 +1,1 @@
+"""The data half of the flow: download and generate raw data, prepare it into Parquet."""

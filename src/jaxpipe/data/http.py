@@ -1,0 +1,80 @@
+"""Fetch one file from HTTP mirrors, streamed to a temp file and verified before renaming."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from jaxpipe.core.console import interactive
+from jaxpipe.core.errors import DownloadError
+from jaxpipe.core.fileio import atomic_path
+from jaxpipe.data.specs import FileSpec, verify
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 16
+
+
+def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float) -> None:
+    """Download ``url`` to ``dest`` atomically, verifying length and checksum."""
+    started = time.perf_counter()
+    with atomic_path(dest) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:  # noqa: S310
+                expected = resp.headers.get("Content-Length")
+                total = int(expected) if expected and expected.isdigit() else None
+                received = _stream(resp, out, total, spec.name)
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(f"{url}: {reason.__class__.__name__}: {reason}") from None
+        if total is not None and received != total:
+            raise DownloadError(f"{url}: truncated transfer, got {received} of {total} bytes")
+        problem = verify(tmp, spec)
+        if problem:
+            raise DownloadError(f"{url}: {problem}")
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    log.info("%s: %d bytes from %s (%.1f MB/s)", spec.name, received, url,
+             received / elapsed / 1e6)
+
+
+def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float
+                ) -> tuple[str | None, list[str]]:
+    """Try each base URL in order; return the one that served a verified file (or None)
+    and the failures met on the way."""
+    failures = []
+    for base in urls:
+        url = base.rstrip("/") + "/" + spec.name
+        try:
+            fetch_url(url, dest, spec, timeout)
+        except DownloadError as exc:
+            log.warning("mirror failed: %s", exc)
+            failures.append(str(exc))
+            continue
+        return base, failures
+    return None, failures
+
+
+def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str) -> int:
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False,
+               disable=not interactive())
+    received = 0
+    with bar:
+        while True:
+            try:
+                block = resp.read(_CHUNK)
+            except http.client.IncompleteRead as exc:
+                received += len(exc.partial)
+                break
+            if not block:
+                break
+            out.write(block)
+            received += len(block)
+            bar.update(len(block))
+    return received

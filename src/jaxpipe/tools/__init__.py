@@ -1,0 +1,1 @@
+"""Developer tooling (reproducibility check, workspaces, mirror set-up); no stage imports it."""

@@ -1,0 +1,142 @@
+"""Check that every stage in dvc.yaml declares the project code it runs, and nothing else.
+
+A stage's code is its script plus every project module the script imports, transitively
+(read with ``ast``, so nothing is executed), package ``__init__`` files included. The model
+registry imports a family's module by kind at run time; for a stage whose code reaches the
+registry, the family of ``train.<model>.kind`` in params.yaml is added (``<model>`` is the
+stage script's first argument). A folder dep covers every module under it, and counts as
+exact only if the stage imports all of them.
+
+``jaxpipe-deps`` prints each stage's missing and extra code deps and exits 2 if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import shlex
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from jaxpipe import models
+from jaxpipe.core.console import run
+from jaxpipe.core.errors import JaxpipeError
+
+PACKAGE = "jaxpipe"
+
+
+@dataclass(frozen=True)
+class StageCode:
+    """One stage's declared code deps against the code it really runs (repo-relative)."""
+
+    stage: str
+    imported: frozenset[str]
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+
+
+def module_file(src: Path, name: str) -> Path | None:
+    """The file of project module ``name`` under ``src`` (a package's ``__init__.py``)."""
+    base = src / Path(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported_names(path: Path) -> Iterable[str]:
+    """Every module name an import statement in ``path`` may bind (``from a import b``
+    yields ``a`` and ``a.b``: ``b`` may be a submodule)."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def import_closure(script: Path, src: Path, extra_roots: Iterable[str] = ()) -> set[Path]:
+    """Project module files that ``script`` (and the ``extra_roots`` modules) import."""
+    seen: set[Path] = set()
+    todo = [script] + [f for f in (module_file(src, n) for n in extra_roots) if f]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_names(path):
+            if name != PACKAGE and not name.startswith(PACKAGE + "."):
+                continue
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/ and a/b/ __init__
+                found = module_file(src, ".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    seen.discard(script)
+    return seen
+
+
+def stage_code(root: Path, stage: str, cmd: str, deps: list[str], params: dict) -> StageCode:
+    """Compare one stage's declared code deps with its script's import closure."""
+    src = root / "src"
+    argv = shlex.split(cmd)
+    script = next((a for a in argv if a.endswith(".py")), None)
+    if script is None:
+        raise JaxpipeError(f"{stage}: no Python script in its cmd {cmd!r}")
+    closure = import_closure(root / script, src)
+    registry = module_file(src, "jaxpipe.models")
+    if registry in closure:
+        name = argv[argv.index(script) + 1]
+        kind = params.get("train", {}).get(name, {}).get("kind")
+        closure |= import_closure(root / script, src, [models.module_name(kind)])
+    code = {p.relative_to(root).as_posix() for p in closure} | {script}
+    declared = [d.rstrip("/") for d in deps if d.startswith(("src/", "stages/"))]
+    covered = {c for c in code for d in declared if c == d or c.startswith(d + "/")}
+    extra = []
+    for dep in declared:
+        under = {p.relative_to(root).as_posix() for p in (root / dep).rglob("*.py")} \
+            if (root / dep).is_dir() else {dep}
+        if not under <= code:
+            extra.append(dep)
+    return StageCode(stage, frozenset(code), tuple(sorted(code - covered)), tuple(extra))
+
+
+def check_project(root: Path) -> list[StageCode]:
+    """Every stage of ``root``'s dvc.yaml (foreach expanded by DVC itself)."""
+    from dvc.repo import Repo
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    with Repo(str(root)) as repo:
+        stages = [(s.name, s.cmd, [str(d.def_path) for d in s.deps])
+                  for s in repo.index.stages]
+    return [stage_code(root, name, cmd, deps, params) for name, cmd, deps in stages]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    results = check_project(args.root.resolve())
+    bad = [r for r in results if r.missing or r.extra]
+    for r in bad:
+        for path in r.missing:
+            sys.stdout.write(f"{r.stage}: imports {path}, not in its deps\n")
+        for path in r.extra:
+            sys.stdout.write(f"{r.stage}: declares {path}, which it does not import (wholly)\n")
+    if bad:
+        raise JaxpipeError(f"{len(bad)} of {len(results)} stages' code deps are wrong")
+    sys.stdout.write(f"all {len(results)} stages declare exactly the code they import\n")
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    run(main)
+
+
+if __name__ == "__main__":
+    entry()

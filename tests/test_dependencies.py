@@ -1,0 +1,104 @@
+"""dvc.yaml declares exactly the code each stage runs, so a code change re-runs its stages."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jaxpipe.tools.deps import check_project, import_closure
+from jaxpipe.tools.workspace import dvc, git
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_every_stage_declares_exactly_the_modules_it_imports() -> None:
+    results = check_project(ROOT)
+    assert len(results) == 23
+    problems = [f"{r.stage}: missing {p}" for r in results for p in r.missing]
+    problems += [f"{r.stage}: extra {p}" for r in results for p in r.extra]
+    assert problems == []
+
+
+def test_a_model_stage_depends_on_its_own_family_only() -> None:
+    stages = {r.stage: r.imported for r in check_project(ROOT)}
+    assert "src/jaxpipe/models/logistic.py" in stages["train@logreg_mobile"]
+    for other in ("cnn", "mlp", "linear", "softmax"):
+        assert f"src/jaxpipe/models/{other}.py" not in stages["train@logreg_mobile"]
+    assert "src/jaxpipe/models/cnn.py" in stages["evaluate@cnn_mnist"]
+    assert not any("/tools/" in p for code in stages.values() for p in code)
+
+
+def _copy_project(dest: Path) -> Path:
+    for name in ("src", "stages", ".dvc"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("tmp", "cache"))
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    git(dest, "init", "-q")
+    return dest
+
+
+def test_a_dropped_dep_is_named_with_its_stage(tmp_path: Path) -> None:
+    root = _copy_project(tmp_path)
+    spec = (root / "dvc.yaml").read_text()
+    (root / "dvc.yaml").write_text(spec.replace("        - src/jaxpipe/data/http.py\n", ""))
+    bad = {r.stage: r.missing for r in check_project(root) if r.missing}
+    assert bad == {"download@mobile_price": ("src/jaxpipe/data/http.py",),
+                   "download@mnist": ("src/jaxpipe/data/http.py",)}
+
+
+def test_a_new_import_is_caught_and_an_unused_dep_too(tmp_path: Path) -> None:
+    root = _copy_project(tmp_path)
+    script = root / "stages" / "generate.py"
+    script.write_text(script.read_text().replace(
+        "from jaxpipe.core.config import load_config",
+        "from jaxpipe.core.config import load_config\nfrom jaxpipe.data import idx  # noqa"))
+    spec = root / "dvc.yaml"
+    spec.write_text(spec.read_text().replace("        - src/jaxpipe/data/http.py\n",
+                                             "        - src/jaxpipe/data/http.py\n"
+                                             "        - src/jaxpipe/evaluate.py\n"))
+    results = {r.stage: r for r in check_project(root)}
+    assert results["generate@xor"].missing == ("src/jaxpipe/data/idx.py",)
+    assert results["download@mnist"].extra == ("src/jaxpipe/evaluate.py",)
+
+
+def test_closure_follows_from_imports_and_package_inits() -> None:
+    closure = {p.relative_to(ROOT).as_posix()
+               for p in import_closure(ROOT / "stages" / "generate.py", ROOT / "src")}
+    assert {"src/jaxpipe/__init__.py", "src/jaxpipe/data/__init__.py",
+            "src/jaxpipe/data/tables.py", "src/jaxpipe/core/fileio.py"} <= closure
+    assert "src/jaxpipe/data/prepare.py" not in closure
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("module", ["src/jaxpipe/models/cnn.py", "src/jaxpipe/data/tables.py",
+                                    "src/jaxpipe/evaluate.py", "src/jaxpipe/data/kaggle.py",
+                                    "src/jaxpipe/core/fileio.py"])
+def test_editing_a_module_dirties_exactly_the_stages_that_import_it(pipeline, module: str
+                                                                     ) -> None:
+    ws = pipeline.root
+    importers = {r.stage for r in check_project(ws) if module in r.imported}
+    path = ws / module
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# an edit that changes the file's hash\n")
+        status = json.loads(dvc(ws, "status", "--json").stdout or "{}")
+    finally:
+        path.write_bytes(original)
+    assert importers and set(status) == importers
+    assert json.loads(dvc(ws, "status", "--json").stdout or "{}") == {}
+
+
+@pytest.mark.e2e
+def test_editing_the_cnn_reruns_only_the_cnn(pipeline) -> None:
+    """The same, spelled out for one module without the closure code."""
+    path = pipeline.root / "src/jaxpipe/models/cnn.py"
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n")
+        status = json.loads(dvc(pipeline.root, "status", "--json").stdout or "{}")
+    finally:
+        path.write_bytes(original)
+    assert set(status) == {"train@cnn_mnist", "evaluate@cnn_mnist"}
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]["kind"] == "cnn"
