@@ -55,3 +55,46 @@ def test_missing_parameter_is_named() -> None:
     del flat["fc2.bias"]
     with pytest.raises(JaxpipeError, match="m.st: lacks parameter 'fc2.bias'"):
         unflatten(flat, template, "m.st")
+
+
+def test_every_kind_round_trips_through_its_template(tmp_path: Path) -> None:
+    """save_trained then load_trained gives back each family's parameters and predictions."""
+    from helpers import make_dataset
+
+    from jaxpipe import models
+    from jaxpipe.artifacts import load_trained, save_trained
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    scaler = {"features": ["a", "b", "c"], "mean": [0.0] * 3, "scale": [1.0] * 3,
+              "target": "y", "stored": "scaled"}
+    data = make_dataset(scaler, train=(x, y), test=(x, y))
+    for kind in ("logreg", "softmax", "mlp", "linreg"):
+        module = models.load(kind)
+        cfg = module.Config()
+        fit = module.fit(cfg, data)
+        save_trained(tmp_path / f"{kind}.st", kind, kind, cfg, fit, scaler)
+        trained = load_trained(tmp_path / f"{kind}.st")
+        assert trained.config == cfg and trained.meta["task"] == module.TASK
+        for name, value in flatten(fit.params).items():
+            np.testing.assert_array_equal(flatten(trained.params)[name], value)
+            assert flatten(trained.params)[name].shape == np.shape(value)
+        host = {k: np.asarray(v) for k, v in fit.params.items()}
+        np.testing.assert_array_equal(trained.predict(x), module.predict(cfg, host, x))
+
+
+def test_a_tensor_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
+    from jaxpipe.artifacts import load_trained
+
+    scaler = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
+    meta = {"model": "m", "kind": "logreg", "task": "binary", "config": {}, "info": {},
+            "scaler": scaler}
+    save_model(tmp_path / "m.st", {"w": np.zeros(3, np.float32), "c": np.zeros((), np.float32)},
+               meta)
+    wrong = r"m.st: parameter 'w' has shape \(3,\), expected \(2,\)"
+    with pytest.raises(JaxpipeError, match=wrong):
+        load_trained(tmp_path / "m.st")
+    save_model(tmp_path / "k.st", {"w": np.zeros(2, np.float32)}, {**meta, "kind": "forest"})
+    with pytest.raises(JaxpipeError, match="k.st: unknown model kind 'forest'"):
+        load_trained(tmp_path / "k.st")

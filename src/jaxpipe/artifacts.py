@@ -66,11 +66,14 @@ def unflatten(flat: dict[str, np.ndarray], template: Any, source: str = "model f
     missing = sorted(set(names) - set(flat))
     if missing:
         raise JaxpipeError(f"{source}: lacks parameter '{missing[0]}'")
+    arrays = []
     for name, (_, leaf) in zip(names, leaves, strict=True):
-        if tuple(flat[name].shape) != tuple(leaf.shape):
-            raise JaxpipeError(f"{source}: parameter '{name}' has shape "
-                               f"{tuple(flat[name].shape)}, expected {tuple(leaf.shape)}")
-    return jax.tree_util.tree_unflatten(treedef, [flat[n] for n in names])
+        stored, expected = tuple(flat[name].shape), tuple(leaf.shape)
+        if stored != expected and not (expected == () and stored == (1,)):
+            raise JaxpipeError(f"{source}: parameter '{name}' has shape {stored}, "
+                               f"expected {expected}")
+        arrays.append(flat[name].reshape(expected))  # scalars are stored with shape (1,)
+    return jax.tree_util.tree_unflatten(treedef, arrays)
 
 
 def save_model(path: str | Path, params: Any, meta: dict) -> None:

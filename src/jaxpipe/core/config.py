@@ -1,7 +1,9 @@
 """Typed, validated stage configs read from params.yaml.
 
 Every stage reads one section of params.yaml into a dataclass. A wrong key, a missing key or
-a value of the wrong type fails at start-up with a message that names the key.
+a value of the wrong type fails at start-up with a message that names the key. YAML is read
+with the 1.2 semantics DVC uses (ruamel.yaml), so a value DVC writes, such as ``1e-05`` from
+``dvc exp run -S``, reads back as the same number here.
 """
 
 from __future__ import annotations
@@ -13,22 +15,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from jaxpipe.core.errors import ConfigError
 
 T = TypeVar("T")
 
 
+def read_yaml(text: str) -> Any:
+    """Plain Python values from YAML 1.2 text, as DVC reads params (``1e-5`` is a float)."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def load_params(path: str | Path, *keys: str) -> Any:
     """Return the value at ``keys`` (e.g. ``"train", "xor_mlp"``) of a params YAML file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
-    except yaml.YAMLError as exc:
+    except YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     where = str(path)
     for key in keys:

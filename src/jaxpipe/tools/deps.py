@@ -20,9 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from jaxpipe import models
+from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 
@@ -110,7 +109,7 @@ def check_project(root: Path) -> list[StageCode]:
     """Every stage of ``root``'s dvc.yaml (foreach expanded by DVC itself)."""
     from dvc.repo import Repo
 
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    params = read_yaml((root / "params.yaml").read_text())
     with Repo(str(root)) as repo:
         stages = [(s.name, s.cmd, [str(d.def_path) for d in s.deps])
                   for s in repo.index.stages]

@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.workspace import dvc, make_workspace, ran_stages, set_params
@@ -42,7 +41,7 @@ class Step:
 
 def lock_hashes(ws: Path) -> dict[str, str]:
     """Every stage output's path -> hash, read from dvc.lock."""
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    lock = read_yaml((ws / "dvc.lock").read_text())
     return {out["path"]: out["md5"] for stage in lock["stages"].values()
             for out in stage.get("outs", [])}
 
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="params profile (default: <root>/profiles/small.yaml)")
     parser.add_argument("--model", default="logreg_mobile")
     parser.add_argument("--param", default="lr", help="train.<model> key to change")
-    parser.add_argument("--value", type=yaml.safe_load, default="0.05")
+    parser.add_argument("--value", type=read_yaml, default="0.05")
     parser.add_argument("--keep", action="store_true", help="keep the workspace for debugging")
     args = parser.parse_args(argv)
     profile = args.profile or args.root / "profiles" / "small.yaml"

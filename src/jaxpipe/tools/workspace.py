@@ -8,9 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
-
-from jaxpipe.core.config import roundtrip_yaml
+from jaxpipe.core.config import read_yaml, roundtrip_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import apply_mirror
 
@@ -28,7 +26,7 @@ def project_files(root: Path) -> list[str]:
 
 def apply_profile(params_path: Path, profile_path: Path) -> None:
     """Apply a profile YAML of ``dotted.key: value`` overrides to params.yaml."""
-    set_params(params_path, yaml.safe_load(profile_path.read_text()) or {}, str(profile_path))
+    set_params(params_path, read_yaml(profile_path.read_text()) or {}, str(profile_path))
 
 
 def set_params(params_path: Path, overrides: dict, source: str = "override") -> None:
