@@ -1,5 +1,8 @@
 """Metrics: flat numbers with the names the issue lists; plot data shapes."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from jaxpipe.data.tables import Split
@@ -40,3 +43,31 @@ def test_plot_rows() -> None:
     assert rows["predictions"] == (["actual", "predicted"], [[0, 0], [1, 1], [1, 0], [0, 0]])
     assert rows["roc"][0] == ["fpr", "tpr"] and rows["roc"][1][-1] == [1.0, 1.0]
     assert set(plot_rows("multiclass", y, np.eye(2)[y], 0.5)) == {"predictions"}
+
+
+def test_evaluate_scores_the_split_it_names_beside_the_reference(tmp_path: Path) -> None:
+    """The whole evaluation of a saved model: metrics on the named split, reference on train."""
+    from helpers import make_dataset
+
+    from jaxpipe import models
+    from jaxpipe.artifacts import load_trained, save_trained
+    from jaxpipe.evaluate import evaluate, write_evaluation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2)).astype(np.float32)
+    y = (x[:, 0] - x[:, 1] > 0).astype(np.int32)
+    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
+    flipped = 1 - y[80:]  # a test split the model must get wrong: scoring it shows it
+    data = make_dataset(scaler, train=(x[:80], y[:80]), test=(x[80:], flipped))
+    module = models.load("logreg")
+    cfg = module.Config(steps=200, lr=0.5)
+    save_trained(tmp_path / "m.st", "m", "logreg", cfg, module.fit(cfg, data), scaler)
+    trained = load_trained(tmp_path / "m.st")
+    on_test = evaluate(trained, data, EvalConfig())
+    on_train = evaluate(trained, data, EvalConfig(split="train"))
+    assert on_test.n_scored == 40 and on_train.n_scored == 80
+    assert on_test.metrics["accuracy"] < 0.2 and on_train.metrics["accuracy"] > 0.9
+    assert on_test.metrics["sklearn_accuracy"] < 0.2  # fitted on train, scored on test
+    write_evaluation(on_test, tmp_path / "metrics.json", tmp_path / "plots")
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"predictions.csv", "roc.csv"}
+    assert json.loads((tmp_path / "metrics.json").read_text())["n_test"] == 40

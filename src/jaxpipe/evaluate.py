@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from sklearn import metrics as skm
@@ -25,7 +26,11 @@ class EvalConfig:
     reference: bool = True
     reference_c: float = 1.0
     reference_max_iter: int = 1000
-    split: str = "test"  # the split to score
+    split: Literal["train", "val", "test"] = "test"  # the split to score
+
+    def __post_init__(self) -> None:
+        check(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
+        check(self.reference_c > 0, "reference_c", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,6 @@ class Evaluation:
     metrics: dict
     plots: dict[str, Rows]
     n_scored: int
-
-    def __post_init__(self) -> None:
-        check(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
-        check(self.reference_c > 0, "reference_c", "must be positive")
 
 
 def _r(value: float) -> float:

@@ -74,8 +74,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 
 
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
-    """Predicted values."""
-    return np.asarray(forward(params, x))
+    """Predicted values, computed by XLA as in training."""
+    return np.asarray(forward(params, jnp.asarray(x)))
 
 
 def template(cfg: Config, meta: dict) -> Any:

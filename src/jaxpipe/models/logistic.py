@@ -93,8 +93,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 
 
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
-    """Probability of class 1."""
-    return np.asarray(jax.nn.sigmoid(logits(params, x)))
+    """Probability of class 1 (computed by XLA, as in training, whatever the input type)."""
+    return np.asarray(jax.nn.sigmoid(logits(params, jnp.asarray(x))))
 
 
 def template(cfg: Config, meta: dict) -> Any:

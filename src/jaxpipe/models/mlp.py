@@ -101,8 +101,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 
 
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
-    """Probability of class 1."""
-    return np.asarray(forward(params, x))
+    """Probability of class 1, computed by XLA as in training."""
+    return np.asarray(forward(params, jnp.asarray(x)))
 
 
 def template(cfg: Config, meta: dict) -> Any:

@@ -73,8 +73,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 
 
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
-    """Class probabilities, shape (n, classes)."""
-    return np.asarray(jax.nn.softmax(x @ params["W"] + params["b"]))
+    """Class probabilities, shape (n, classes), computed by XLA as in training."""
+    return np.asarray(jax.nn.softmax(jnp.asarray(x) @ params["W"] + params["b"]))
 
 
 def template(cfg: Config, meta: dict) -> Any:
