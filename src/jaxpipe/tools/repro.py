@@ -3,7 +3,9 @@
 1. ``dvc repro``; record every output's hash from dvc.lock.
 2. ``dvc repro`` again: no stage may run, and ``dvc status`` must be clean.
 3. ``dvc repro --force``: every output hash must equal the first run's (bitwise).
-4. Change one model's param: exactly that model's train and evaluate stages may run.
+4. Cross-configuration: ``dvc repro --force`` again as another machine would run it (fewer
+   cores, a lower ISA cap: ``--cross cores=1``); every output hash must equal the first run's.
+5. Change one model's param: exactly that model's train and evaluate stages may run.
 Prints a short report; exits non-zero naming whatever differed.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.tools.workspace import dvc, make_workspace, ran_stages, set_params
+from jaxpipe.tools.workspace import RunConfig, dvc, make_workspace, ran_stages, set_params
 
 log = logging.getLogger("jaxpipe.tools.repro")
 
@@ -46,16 +48,25 @@ def lock_hashes(ws: Path) -> dict[str, str]:
             for out in stage.get("outs", [])}
 
 
-def check(ws: Path, mirror: Path | None, model: str, param: str, value: object) -> list[Step]:
-    """Run the four checks in workspace ``ws``; return their outcomes."""
+def compare(first: dict[str, str], again: dict[str, str]) -> list[str]:
+    """One problem line per output whose hash differs from the first run's."""
+    return [f"{path}: {first[path]} then {again.get(path)}" for path in sorted(first)
+            if again.get(path) != first[path]]
+
+
+def check(ws: Path, mirror: Path | None, model: str, param: str, value: object,
+          cross: list[RunConfig] | None = None) -> list[Step]:
+    """Run the checks in workspace ``ws``; return their outcomes."""
     steps = []
     started = time.perf_counter()
+    log.info("1. dvc repro (the whole pipeline, small profile)")
     first = dvc(ws, "repro", mirror=mirror)
     hashes = lock_hashes(ws)
     steps.append(Step("repro", True, time.perf_counter() - started,
                       f"{len(ran_stages(first.stdout))} stages, {len(hashes)} outputs"))
 
     started = time.perf_counter()
+    log.info("2. dvc repro again: no stage may run")
     again = ran_stages(dvc(ws, "repro", mirror=mirror).stdout)
     status = json.loads(dvc(ws, "status", "--json").stdout or "{}")
     problems = [f"stage ran again: {s}" for s in again] + [f"not clean: {s}" for s in status]
@@ -63,15 +74,25 @@ def check(ws: Path, mirror: Path | None, model: str, param: str, value: object) 
                       "no stage ran, status clean" if not problems else "", problems))
 
     started = time.perf_counter()
+    log.info("3. dvc repro --force: every output must be bitwise identical")
     dvc(ws, "repro", "--force", mirror=mirror)
-    forced = lock_hashes(ws)
-    problems = [f"{path}: {hashes[path]} then {forced.get(path)}" for path in sorted(hashes)
-                if forced.get(path) != hashes[path]]
+    problems = compare(hashes, lock_hashes(ws))
     steps.append(Step("repro --force is bitwise identical", not problems,
                       time.perf_counter() - started,
                       f"{len(hashes) - len(problems)}/{len(hashes)} outputs identical", problems))
 
+    for config in cross or []:
+        started = time.perf_counter()
+        log.info("4. dvc repro --force under %s: every output must be bitwise identical", config)
+        dvc(ws, "repro", "--force", mirror=mirror, config=config)
+        problems = compare(hashes, lock_hashes(ws))
+        steps.append(Step(f"repro --force under {config} is bitwise identical", not problems,
+                          time.perf_counter() - started,
+                          f"{len(hashes) - len(problems)}/{len(hashes)} outputs identical",
+                          problems))
+
     started = time.perf_counter()
+    log.info("5. change train.%s.%s: only its model may re-run", model, param)
     set_params(ws / "params.yaml", {f"train.{model}.{param}": value})
     ran = set(ran_stages(dvc(ws, "repro", mirror=mirror).stdout))
     expected = {f"train@{model}", f"evaluate@{model}"}
@@ -84,12 +105,12 @@ def check(ws: Path, mirror: Path | None, model: str, param: str, value: object) 
 
 def format_report(steps: list[Step]) -> str:
     """A short table: one line per check, then every problem."""
-    lines = ["reproducibility check", "-" * 72]
+    lines = ["reproducibility check", "-" * 80]
     for step in steps:
         mark = "ok  " if step.ok else "FAIL"
-        lines.append(f"{mark} {step.name:<48} {step.seconds:7.1f} s  {step.detail}")
+        lines.append(f"{mark} {step.name:<52} {step.seconds:6.1f} s  {step.detail}")
         lines.extend(f"       - {p}" for p in step.problems)
-    lines.append("-" * 72)
+    lines.append("-" * 80)
     failed = [s.name for s in steps if not s.ok]
     lines.append("all checks passed" if not failed else f"FAILED: {', '.join(failed)}")
     return "\n".join(lines) + "\n"
@@ -106,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="logreg_mobile")
     parser.add_argument("--param", default="lr", help="train.<model> key to change")
     parser.add_argument("--value", type=read_yaml, default="0.05")
+    parser.add_argument("--cross", action="append", type=RunConfig.parse, default=[],
+                        metavar="CONFIG", help="also run as another machine: cores=N and/or "
+                        "isa=AVX2|AVX|SSE4_2, e.g. --cross cores=1 (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace for debugging")
     args = parser.parse_args(argv)
     profile = args.profile or args.root / "profiles" / "small.yaml"
@@ -114,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("workspace %s (mirror %s, profile %s)", tmp, mirror, profile)
     ws = make_workspace(args.root.resolve(), Path(tmp), mirror=mirror, profile=profile)
     try:
-        steps = check(ws, mirror, args.model, args.param, args.value)
+        steps = check(ws, mirror, args.model, args.param, args.value, args.cross)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

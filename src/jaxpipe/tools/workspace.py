@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from jaxpipe.core.config import read_yaml, roundtrip_yaml
@@ -13,6 +14,7 @@ from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import apply_mirror
 
 log = logging.getLogger(__name__)
+ISAS = ("AVX512", "AVX2", "AVX", "SSE4_2")
 GIT_ENV = {"GIT_AUTHOR_NAME": "jaxpipe", "GIT_AUTHOR_EMAIL": "jaxpipe@localhost",
            "GIT_COMMITTER_NAME": "jaxpipe", "GIT_COMMITTER_EMAIL": "jaxpipe@localhost"}
 
@@ -72,14 +74,60 @@ def git(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
-def dvc(cwd: Path, *args: str, mirror: Path | None = None, check: bool = True
-        ) -> subprocess.CompletedProcess:
-    """Run the real ``dvc`` CLI in ``cwd`` (with JAXPIPE_MIRROR set if given)."""
+@dataclass(frozen=True)
+class RunConfig:
+    """Run the pipeline as another machine would: on ``cores`` CPUs, with XLA's ISA capped."""
+
+    cores: int | None = None
+    isa: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RunConfig:
+        """``cores=1``, ``isa=AVX``, or both: ``cores=1,isa=AVX``."""
+        fields: dict = {}
+        for part in filter(None, text.split(",")):
+            key, _, value = part.partition("=")
+            if key == "cores" and value.isdigit() and 0 < int(value) <= len(_cpus()):
+                fields["cores"] = int(value)
+            elif key == "isa" and value in ISAS:
+                fields["isa"] = value
+            else:
+                raise JaxpipeError(f"run config {text!r}: expected cores=1..{len(_cpus())} "
+                                   f"and/or isa={'|'.join(ISAS)}, got {part!r}")
+        return cls(**fields)
+
+    def __str__(self) -> str:
+        parts = [f"cores={self.cores}"] * bool(self.cores) + [f"isa={self.isa}"] * bool(self.isa)
+        return ",".join(parts) or "as is"
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        """``base`` with XLA's ISA cap added to ``XLA_FLAGS``."""
+        if not self.isa:
+            return base
+        flags = f"{base.get('XLA_FLAGS', '')} --xla_cpu_max_isa={self.isa}".strip()
+        return {**base, "XLA_FLAGS": flags}
+
+    def limit_cpus(self) -> None:
+        """Pin this process (and so the children it starts) to the first ``cores`` CPUs."""
+        if self.cores:
+            os.sched_setaffinity(0, _cpus()[: self.cores])
+
+
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def dvc(cwd: Path, *args: str, mirror: Path | None = None, check: bool = True,
+        config: RunConfig | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``dvc`` CLI in ``cwd`` (with JAXPIPE_MIRROR set if given), optionally
+    under another machine's ``config``."""
     env = {**os.environ, **GIT_ENV}
     if mirror is not None:
         env["JAXPIPE_MIRROR"] = str(mirror.resolve())
+    config = config or RunConfig()
     dvc_bin = shutil.which("dvc") or "dvc"
-    proc = subprocess.run([dvc_bin, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([dvc_bin, *args], cwd=cwd, env=config.env(env), capture_output=True,
+                          text=True, preexec_fn=config.limit_cpus)  # noqa: PLW1509
     if check and proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
         raise JaxpipeError(f"dvc {' '.join(args)} failed in {cwd}:\n" + "\n".join(tail))
