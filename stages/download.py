@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_config(DownloadConfig, args.params, "download", args.dataset)
     with atomic_dir(args.out) as tmp:
-        served = download(cfg, tmp, mirror_from_env())
+        served = download(cfg, tmp, mirror_from_env(), f"{args.params}:download.{args.dataset}")
     log.info("%s: %d files in %s (sources: %s)", args.dataset, len(served), args.out,
              ", ".join(sorted(set(served.values()))))
 

@@ -95,3 +95,20 @@ def test_bad_mirror_copy_falls_back_to_network(fake_mirror: Path, tmp_path: Path
 def test_filespec_rejects_bad_md5() -> None:
     with pytest.raises(ValueError, match="md5"):
         FileSpec(name="x", md5="nothex")
+
+
+def test_a_mirror_with_other_checksums_names_the_key_and_the_fix(fake_mirror: Path,
+                                                                  tmp_path: Path) -> None:
+    """The shared subset's case: offline, the mirror holds a different file than params say."""
+    wrong = tmp_path / "subset"
+    (wrong / "mnist").mkdir(parents=True)
+    (wrong / "mnist" / NAME).write_bytes(b"a real subset, say")
+    cfg = DownloadConfig(mirror_folder="mnist", urls=[dead_url() + "/"],
+                         files={"test_labels": spec_for(fake_mirror)})
+    with pytest.raises(DownloadError) as err:
+        download(cfg, tmp_path, mirror=wrong, where="params.yaml:download.mnist")
+    message = str(err.value)
+    assert message.startswith(f"{NAME}: the local mirror's copy fails "
+                              "params.yaml:download.mnist.files.test_labels.md5 (expected 63 bytes")
+    assert f"`jaxpipe-mirror {wrong}`" in message and "\n" not in message
+    assert len(message) < 250 + len(str(wrong))

@@ -6,16 +6,20 @@ from pathlib import Path
 import numpy as np
 
 from jaxpipe.data.tables import Split
-from jaxpipe.evaluate import EvalConfig, classification_metrics, plot_rows, reference
+from jaxpipe.evaluate import (
+    EvalConfig,
+    classification_metrics,
+    per_class_rows,
+    plot_rows,
+    reference,
+)
 
 
 def test_binary_metrics_schema_and_values() -> None:
     y = np.array([0, 0, 1, 1])
     out = classification_metrics(y, np.array([0.1, 0.6, 0.7, 0.9]))
-    assert out["accuracy"] == 0.75 and out["roc_auc"] == 1.0 and out["n_test"] == 4
-    expected = {"accuracy", "log_loss", "roc_auc", "macro_precision", "macro_recall", "macro_f1",
-                "precision_0", "recall_0", "f1_0", "precision_1", "recall_1", "f1_1", "n_test"}
-    assert set(out) == expected
+    assert out["accuracy"] == 0.75 and out["roc_auc"] == 1.0
+    assert set(out) == {"accuracy", "log_loss", "roc_auc"}
     assert all(isinstance(v, int | float) for v in out.values())
 
 
@@ -24,7 +28,9 @@ def test_multiclass_metrics_have_per_class_f1_and_no_auc() -> None:
     probs = np.eye(3)[[0, 1, 2, 1]] * 0.9 + 0.1 / 3
     out = classification_metrics(y, probs)
     assert out["accuracy"] == 0.75 and "roc_auc" not in out
-    assert {"f1_0", "f1_1", "f1_2"} <= set(out) and out["recall_2"] == 0.5
+    header, rows = per_class_rows(y, probs, 0.5)
+    assert header == ["class", "precision", "recall", "f1", "support"]
+    assert [r[0] for r in rows] == [0, 1, 2] and rows[2][2] == 0.5 and rows[2][4] == 2
 
 
 def test_reference_fits_on_train_and_prefixes_names() -> None:
@@ -42,7 +48,7 @@ def test_plot_rows() -> None:
     rows = plot_rows("binary", y, np.array([0.2, 0.8, 0.4, 0.1]), 0.5)
     assert rows["predictions"] == (["actual", "predicted"], [[0, 0], [1, 1], [1, 0], [0, 0]])
     assert rows["roc"][0] == ["fpr", "tpr"] and rows["roc"][1][-1] == [1.0, 1.0]
-    assert set(plot_rows("multiclass", y, np.eye(2)[y], 0.5)) == {"predictions"}
+    assert set(plot_rows("multiclass", y, np.eye(2)[y], 0.5)) == {"predictions", "per_class"}
 
 
 def test_evaluate_scores_the_split_it_names_beside_the_reference(tmp_path: Path) -> None:
@@ -69,5 +75,6 @@ def test_evaluate_scores_the_split_it_names_beside_the_reference(tmp_path: Path)
     assert on_test.metrics["accuracy"] < 0.2 and on_train.metrics["accuracy"] > 0.9
     assert on_test.metrics["sklearn_accuracy"] < 0.2  # fitted on train, scored on test
     write_evaluation(on_test, tmp_path / "metrics.json", tmp_path / "plots")
-    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"predictions.csv", "roc.csv"}
-    assert json.loads((tmp_path / "metrics.json").read_text())["n_test"] == 40
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"predictions.csv", "roc.csv",
+                                                                 "per_class.csv"}
+    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] < 0.2

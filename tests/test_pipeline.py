@@ -36,7 +36,9 @@ def test_metrics_show_lists_every_model(pipeline) -> None:
         data = files[f"metrics/{model}.json"]["data"]
         assert ("accuracy" in data) or ("r2" in data), model
     cnn = files["metrics/cnn_mnist.json"]["data"]
-    assert cnn["n_test"] == 10000 and cnn["train_images"] == 1024
+    assert cnn["train_images"] == 1024 and set(cnn) >= {"accuracy", "log_loss", "best_epoch"}
+    predictions = (pipeline.root / "plots/cnn_mnist/eval/predictions.csv").read_text()
+    assert len(predictions.splitlines()) == 10001  # every test image scored, plus the header
     assert files["metrics/xor_mlp.json"]["data"]["accuracy"] == 1.0
 
 

@@ -46,30 +46,42 @@ def _r(value: float) -> float:
     return round(float(value), 6)
 
 
+def _labels(probs: np.ndarray) -> list[int]:
+    return list(range(2 if probs.ndim == 1 else probs.shape[1]))
+
+
+def _classes(probs: np.ndarray, threshold: float) -> np.ndarray:
+    return (probs > threshold).astype(int) if probs.ndim == 1 else probs.argmax(axis=1)
+
+
 def classification_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, per-class and macro precision/recall/F1, log loss; ROC AUC if binary."""
+    """The headline figures: accuracy, log loss, and ROC AUC if binary.
+
+    Per-class precision, recall, F1 and support go to plot data (``per_class_rows``), so
+    that ``dvc exp show`` and ``dvc metrics show`` list a handful of columns per model.
+    """
     binary = probs.ndim == 1
     full = np.column_stack([1 - probs, probs]) if binary else probs
-    pred = (probs > threshold).astype(int) if binary else probs.argmax(axis=1)
-    labels = list(range(full.shape[1]))
-    prec, rec, f1, _ = skm.precision_recall_fscore_support(y, pred, labels=labels,
-                                                           zero_division=0)
-    out = {"accuracy": _r(skm.accuracy_score(y, pred)), "n_test": len(y),
-           "log_loss": _r(skm.log_loss(y, np.clip(full, 1e-15, 1), labels=labels)),
-           "macro_precision": _r(prec.mean()), "macro_recall": _r(rec.mean()),
-           "macro_f1": _r(f1.mean())}
-    for c in labels:
-        out.update({f"precision_{c}": _r(prec[c]), f"recall_{c}": _r(rec[c]),
-                    f"f1_{c}": _r(f1[c])})
+    pred = _classes(probs, threshold)
+    out = {"accuracy": _r(skm.accuracy_score(y, pred)),
+           "log_loss": _r(skm.log_loss(y, np.clip(full, 1e-15, 1), labels=_labels(probs)))}
     if binary and len(np.unique(y)) == 2:
         out["roc_auc"] = _r(skm.roc_auc_score(y, probs))
     return out
 
 
+def per_class_rows(y: np.ndarray, probs: np.ndarray, threshold: float) -> Rows:
+    """Precision, recall, F1 and support of every class, one row each."""
+    labels = _labels(probs)
+    prec, rec, f1, support = skm.precision_recall_fscore_support(
+        y, _classes(probs, threshold), labels=labels, zero_division=0)
+    return (["class", "precision", "recall", "f1", "support"],
+            [[c, _r(prec[c]), _r(rec[c]), _r(f1[c]), int(support[c])] for c in labels])
+
+
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
-    """RMSE, MAE and R^2."""
-    return {"rmse": _r(np.sqrt(skm.mean_squared_error(y, pred))),
-            "mae": _r(skm.mean_absolute_error(y, pred)), "r2": _r(skm.r2_score(y, pred))}
+    """RMSE and R^2."""
+    return {"rmse": _r(np.sqrt(skm.mean_squared_error(y, pred))), "r2": _r(skm.r2_score(y, pred))}
 
 
 def reference(task: str, train: Split, test: Split, cfg: EvalConfig) -> dict:
@@ -77,7 +89,7 @@ def reference(task: str, train: Split, test: Split, cfg: EvalConfig) -> dict:
     x_train, x_test = train.x.reshape(len(train.x), -1), test.x.reshape(len(test.x), -1)
     if task == "regression":
         model = LinearRegression().fit(x_train, train.y)
-        out = regression_metrics(test.y, model.predict(x_test))
+        out = {"r2": regression_metrics(test.y, model.predict(x_test))["r2"]}
         out.update({f"coef_{i}": _r(c) for i, c in enumerate(model.coef_)})
         out["intercept"] = _r(model.intercept_)
     else:
@@ -85,20 +97,20 @@ def reference(task: str, train: Split, test: Split, cfg: EvalConfig) -> dict:
         model.fit(x_train, train.y)
         probs = model.predict_proba(x_test)
         probs = probs[:, 1] if task == "binary" else probs
-        full = classification_metrics(test.y, probs, cfg.threshold)
-        keep = ("accuracy", "macro_f1", "log_loss", "roc_auc")
-        out = {k: v for k, v in full.items() if k in keep}
+        out = {"accuracy": classification_metrics(test.y, probs, cfg.threshold)["accuracy"]}
     return {f"sklearn_{k}": v for k, v in out.items()}
 
 
 def plot_rows(task: str, y: np.ndarray, out: np.ndarray, threshold: float) -> dict[str, Rows]:
-    """Plot data: predictions (confusion or predicted-vs-actual) and, if binary, the ROC."""
+    """Plot data: predictions (confusion or predicted-vs-actual), per-class figures, and, if
+    binary, the ROC curve."""
     if task == "regression":
         return {"predictions": (["actual", "predicted"],
                                 [[_r(a), _r(p)] for a, p in zip(y, out, strict=True)])}
-    pred = (out > threshold).astype(int) if task == "binary" else out.argmax(axis=1)
+    pred = _classes(out, threshold)
     rows = {"predictions": (["actual", "predicted"],
-                            [[int(a), int(p)] for a, p in zip(y, pred, strict=True)])}
+                            [[int(a), int(p)] for a, p in zip(y, pred, strict=True)]),
+            "per_class": per_class_rows(y, out, threshold)}
     if task == "binary" and len(np.unique(y)) == 2:
         fpr, tpr, _ = skm.roc_curve(y, out)
         rows["roc"] = (["fpr", "tpr"], [[_r(f), _r(t)] for f, t in zip(fpr, tpr, strict=True)])
@@ -119,7 +131,7 @@ def evaluate(trained: Trained, data: Dataset, cfg: EvalConfig) -> Evaluation:
         metrics.update(reference(task, data.split("train"), scored, cfg))
         if task == "regression":
             coefs = [k for k in metrics if k.startswith("coef_")] + ["intercept"]
-            metrics["max_abs_coef_diff"] = _r(max(abs(metrics[k] - metrics[f"sklearn_{k}"])
+            metrics["max_abs_coef_diff"] = _r(max(abs(metrics[k] - metrics.pop(f"sklearn_{k}"))
                                                   for k in coefs))
     return Evaluation(metrics, plot_rows(task, scored.y, out, cfg.threshold), len(scored.y))
 

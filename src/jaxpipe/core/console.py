@@ -1,6 +1,6 @@
 """Console output shared by stages, tools and the library: logging, progress, one-line errors.
 
-The library uses ``interactive`` and ``progress``; ``run`` is the one error handler every
+The library uses ``interactive`` and ``bar``; ``run`` is the one error handler every
 stage script and tool calls from ``__main__``.
 """
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jaxpipe.core.errors import JaxpipeError
-
-T = TypeVar("T")
 
 
 def interactive() -> bool:
@@ -32,16 +30,20 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" probe noise
 
 
-def progress(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
-    """A progress bar when a person watches; nothing otherwise (callers log their own lines)."""
-    yield from tqdm(items, total=total, desc=desc, leave=False, disable=not interactive())
+def bar(total: int, desc: str) -> tqdm:
+    """A progress bar to update by hand (``bar.update``, ``bar.set_postfix``); inert unless
+    a person watches."""
+    return tqdm(total=total, desc=desc, leave=False, disable=not interactive())
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a stage's ``main``; a JaxpipeError becomes one line on stderr and exit code 2."""
+    """Run a stage's ``main``; a JaxpipeError becomes one line on stderr and exit code 2.
+
+    Log lines are written through tqdm, so they never land on a progress bar's line."""
     setup_logging()
     try:
-        main(argv)
+        with logging_redirect_tqdm():
+            main(argv)
     except JaxpipeError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 MIRROR_ENV = "JAXPIPE_MIRROR"
 
 
+class MirrorMismatch(DownloadError):
+    """The local mirror holds the file, but not the one params.yaml describes."""
+
+
 def mirror_from_env() -> Path | None:
     """The local mirror directory named by JAXPIPE_MIRROR, if set."""
     value = os.environ.get(MIRROR_ENV)
@@ -32,41 +36,47 @@ def copy_verified(src: Path, dest: Path, spec: FileSpec) -> None:
         shutil.copyfile(src, tmp)
         problem = verify(tmp, spec)
         if problem:
-            raise DownloadError(f"{src}: {problem}")
+            raise MirrorMismatch(f"{src}: {problem}")
 
 
-def fetch_from_mirror(mirror: Path | None, folder: str, spec: FileSpec, dest: Path) -> bool:
-    """Try the local mirror first; True if it delivered a verified file."""
+def fetch_from_mirror(mirror: Path | None, folder: str, spec: FileSpec, dest: Path
+                      ) -> str | None:
+    """Try the local mirror first; None if it delivered a verified file, else why not."""
     if mirror is None:
-        return False
+        return "no local mirror"
     src = mirror / folder / spec.name
     if not src.is_file():
         log.info("%s: not in local mirror %s", spec.name, src.parent)
-        return False
+        return f"not in local mirror {src.parent}"
     try:
         copy_verified(src, dest, spec)
     except DownloadError as exc:
         log.warning("local mirror rejected: %s", exc)
-        return False
+        return f"{exc.__class__.__name__}: {exc}"
     log.info("%s: served by local mirror %s", spec.name, src)
-    return True
+    return None
 
 
-def download(cfg: DownloadConfig, out_dir: Path, mirror: Path | None) -> dict[str, str]:
-    """Fetch every file of ``cfg`` into ``out_dir``; return file name -> source that served it."""
+def download(cfg: DownloadConfig, out_dir: Path, mirror: Path | None,
+             where: str = "download") -> dict[str, str]:
+    """Fetch every file of ``cfg`` into ``out_dir``; return file name -> source that served it.
+
+    ``where`` names the params section (``download.mnist``) in errors."""
     served: dict[str, str] = {}
-    pending = []
-    for spec in cfg.files.values():
-        if fetch_from_mirror(mirror, cfg.mirror_folder, spec, out_dir / spec.name):
+    pending = {}
+    for key, spec in cfg.files.items():
+        refused = fetch_from_mirror(mirror, cfg.mirror_folder, spec, out_dir / spec.name)
+        if refused is None:
             served[spec.name] = str(mirror)
         else:
-            pending.append(spec)
+            pending[key] = (spec, refused)
     if pending and cfg.kaggle_dataset:
-        return served | _from_kaggle(cfg, pending, out_dir, mirror)
-    for spec in pending:
+        return served | _from_kaggle(cfg, [s for s, _ in pending.values()], out_dir, mirror)
+    for key, (spec, refused) in pending.items():
         base, failures = http.fetch_first(cfg.urls, spec, out_dir / spec.name, cfg.timeout_s)
         if base is None:
-            raise DownloadError(_no_source_message(spec.name, failures, mirror))
+            raise DownloadError(_no_source_message(spec.name, failures, mirror, refused,
+                                                   f"{where}.files.{key}.md5"))
         served[spec.name] = base
     return served
 
@@ -80,14 +90,21 @@ def _from_kaggle(cfg: DownloadConfig, pending: list[FileSpec], out_dir: Path,
         raise DownloadError(f"{exc}{hint}") from None
 
 
-def _no_source_message(name: str, failures: list[str], mirror: Path | None) -> str:
-    offline = failures and all(_looks_offline(f) for f in failures)
-    hint = ""
-    if offline and mirror is None:
-        hint = f" The network looks unreachable: set {MIRROR_ENV} to a local mirror directory."
-    elif mirror is not None:
-        hint = f" (local mirror {mirror} had no valid copy)"
-    return f"{name}: no source delivered a verified file: " + "; ".join(failures) + hint
+def _no_source_message(name: str, failures: list[str], mirror: Path | None, refused: str,
+                       md5_key: str) -> str:
+    """One short line: why each source failed, and the fix that applies."""
+    if refused.startswith(MirrorMismatch.__name__):
+        problem = refused.split(": ", 2)[2]
+        return (f"{name}: the local mirror's copy fails {md5_key} ({problem}); "
+                f"if the mirror is a deliberate subset or an internal one, adopt its checksums "
+                f"with `jaxpipe-mirror {mirror}`")
+    first = failures[0] if failures else "no URLs in params"
+    if len(first) > 120:
+        first = first[:117] + "..."
+    tried = f"{len(failures)} HTTP mirror(s) failed, first: {first}"
+    if mirror is None and failures and all(_looks_offline(f) for f in failures):
+        return f"{name}: {tried}. Offline? Set {MIRROR_ENV} to a local mirror directory."
+    return f"{name}: {tried}" + (f"; local mirror: {refused}" if mirror is not None else "")
 
 
 def _looks_offline(failure: str) -> bool:

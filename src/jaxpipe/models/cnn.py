@@ -21,13 +21,14 @@ import optax
 from flax import nnx
 
 from jaxpipe.core.config import check
-from jaxpipe.core.console import progress
+from jaxpipe.core.console import bar
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.data.tables import Dataset
 from jaxpipe.models import Fit, Task, check_finite
 
 log = logging.getLogger(__name__)
 TASK: Task = "multiclass"
+IMAGE_SHAPE = (28, 28)  # (height, width) of the grayscale images it takes
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,22 @@ def _mean_loss(graphdef, params, x: np.ndarray, y: np.ndarray, batch_size: int,
     return float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-30))))
 
 
+def _epoch(train_step: Callable, graphdef, tx, params, opt_state, x_dev, y_dev,
+           batches: jax.Array, desc: str) -> tuple[nnx.State, optax.OptState, np.ndarray]:
+    """One pass over ``batches``; a per-batch bar with the running loss when a person watches
+    (the loss is read back every 20 batches only then, so a CI run never waits on it)."""
+    losses = []
+    with bar(len(batches), desc) as shown:
+        for i in range(len(batches)):
+            params, opt_state, loss = train_step(graphdef, tx, params, opt_state,
+                                                 x_dev, y_dev, batches[i])
+            losses.append(loss)
+            if not shown.disable and i % 20 == 0:
+                shown.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+            shown.update()
+    return params, opt_state, np.asarray(jnp.stack(losses))
+
+
 def fit(cfg: Config, data: Dataset) -> Fit:
     """Adam on shuffled minibatches; returns the best-validation parameters and history."""
     train, val = data.split("train"), data.split("val")
@@ -146,6 +163,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
     n_batches = len(x) // cfg.batch_size
     if n_batches == 0:
         raise JaxpipeError(f"batch_size {cfg.batch_size} exceeds the {len(x)} training images")
+    log.info("%d training images, %d batches of %d per epoch, %d epochs; compiling", len(x),
+             n_batches, cfg.batch_size, cfg.epochs)
     graphdef, params = init(cfg.seed)
     tx = optax.adam(cfg.lr)
     opt_state = tx.init(params)
@@ -159,15 +178,12 @@ def fit(cfg: Config, data: Dataset) -> Fit:
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": []}
     best = (np.inf, 0, params)
     started = time.perf_counter()
-    for epoch in progress(range(1, cfg.epochs + 1), cfg.epochs, "epochs"):
+    for epoch in range(1, cfg.epochs + 1):
         perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), len(x))
         batches = perm[: n_batches * cfg.batch_size].reshape(n_batches, cfg.batch_size)
-        losses = []
-        for i in range(n_batches):
-            params, opt_state, loss = train_step(graphdef, tx, params, opt_state,
-                                                 x_dev, y_dev, batches[i])
-            losses.append(loss)
-        batch_losses = np.asarray(jnp.stack(losses))
+        params, opt_state, batch_losses = _epoch(train_step, graphdef, tx, params, opt_state,
+                                                 x_dev, y_dev, batches,
+                                                 f"epoch {epoch}/{cfg.epochs}")
         check_finite(batch_losses, (epoch - 1) * n_batches)
         val_loss = _mean_loss(graphdef, params, val.x, val.y, cfg.eval_batch_size, forward)
         history["epoch"].append(epoch)
@@ -175,8 +191,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
         history["val_loss"].append(val_loss)
         if val_loss < best[0]:
             best = (val_loss, epoch, jax.tree.map(jnp.copy, params))
-        log.info("epoch %d: train loss %.4f, val loss %.4f, %.0f images/s", epoch,
-                 batch_losses.mean(), val_loss,
+        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, %.0f images/s", epoch,
+                 cfg.epochs, batch_losses.mean(), val_loss,
                  epoch * n_batches * cfg.batch_size / (time.perf_counter() - started))
     info = {"best_epoch": best[1], "best_val_loss": best[0], "train_images": len(x),
             "train_steps": cfg.epochs * n_batches}

@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(f"{r.stage}: imports {path}, not in its deps\n")
         for path in r.extra:
             sys.stdout.write(f"{r.stage}: declares {path}, which it does not import (wholly)\n")
+    sys.stdout.flush()
     if bad:
         raise JaxpipeError(f"{len(bad)} of {len(results)} stages' code deps are wrong")
     sys.stdout.write(f"all {len(results)} stages declare exactly the code they import\n")

@@ -1,0 +1,67 @@
+"""The ``jaxpipe`` command: what a user runs beside ``dvc`` (predict, static plots).
+
+Library code never imports this module; it only calls into the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+from jaxpipe.core.console import run
+from jaxpipe.core.errors import JaxpipeError
+
+log = logging.getLogger("jaxpipe")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from jaxpipe.artifacts import load_trained
+    from jaxpipe.predict import predict_file
+
+    rows = predict_file(load_trained(args.model), args.input, args.out)
+    log.info("%d predictions written to %s", rows, args.out)
+
+
+def cmd_plots(args: argparse.Namespace) -> None:
+    from jaxpipe.report import load_plots_json, render_static
+
+    dvc_bin = shutil.which("dvc")
+    if dvc_bin is None:
+        raise JaxpipeError("dvc: not found on PATH (activate the project's virtual environment)")
+    proc = subprocess.run([dvc_bin, "plots", "show", "--json"], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        raise JaxpipeError(f"dvc plots show --json failed: {lines[-1]}")
+    written = render_static(load_plots_json(proc.stdout), args.out, args.format, args.scale)
+    log.info("%d plots written to %s", len(written), args.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="jaxpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    pred = sub.add_parser("predict", help="apply a trained model to new data")
+    pred.add_argument("model", type=Path, help="model file (data/models/<model>.safetensors)")
+    pred.add_argument("input", type=Path, help="CSV or Parquet table; for the CNN also an IDX "
+                      "file, a Parquet image column, or a folder of PNG files")
+    pred.add_argument("--out", type=Path, required=True, help="CSV of predictions to write")
+    pred.set_defaults(func=cmd_predict)
+    plots = sub.add_parser("plots", help="render every dvc plot to static files, offline")
+    plots.add_argument("--out", type=Path, default=Path("dvc_plots/static"))
+    plots.add_argument("--format", choices=["svg", "png"], default="svg")
+    plots.add_argument("--scale", type=float, default=1.0, help="PNG scale factor")
+    plots.set_defaults(func=cmd_plots)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    run(main)
+
+
+if __name__ == "__main__":
+    entry()
