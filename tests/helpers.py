@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         mode, _, name = self.path.strip("/").partition("/")
         path = self.root / name
+        if mode in ("trickle", "endless"):
+            self._hostile(mode)
+            return
         if mode not in ("good", "corrupt", "truncate") or not path.is_file():
             self.send_error(404)
             return
@@ -78,6 +82,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         if mode == "truncate":
             self.close_connection = True
+
+    def _hostile(self, mode: str) -> None:
+        """``trickle``: a byte every 0.2 s; ``endless``: no length, 64 KiB blocks without end
+        (each bounded: 5 s or 64 MiB, so a broken client cannot keep the test running)."""
+        self.send_response(200)
+        self.end_headers()
+        started = time.monotonic()
+        try:
+            for _ in range(1024):
+                if time.monotonic() - started > 5:
+                    return
+                self.wfile.write(b"x" if mode == "trickle" else b"x" * 65536)
+                self.wfile.flush()
+                if mode == "trickle":
+                    time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
     def log_message(self, *args) -> None:
         pass

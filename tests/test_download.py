@@ -1,6 +1,7 @@
 """Download code against a real HTTP server on 127.0.0.1 (no mocks)."""
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,35 @@ def test_a_mirror_with_other_checksums_names_the_key_and_the_fix(fake_mirror: Pa
                               "params.yaml:download.mnist.files.test_labels.md5 (expected 63 bytes")
     assert f"`jaxpipe-mirror {wrong}`" in message and "\n" not in message
     assert len(message) < 250 + len(str(wrong))
+
+
+def test_a_mirror_symlink_out_of_the_mirror_is_refused(fake_mirror: Path, tmp_path: Path) -> None:
+    """Even with a matching checksum, a file outside the mirror never reaches data/raw."""
+    outside = tmp_path / "secret" / NAME
+    outside.parent.mkdir()
+    outside.write_bytes((fake_mirror / "mnist" / NAME).read_bytes())
+    mirror = tmp_path / "mirror"
+    (mirror / "mnist").mkdir(parents=True)
+    (mirror / "mnist" / NAME).symlink_to(outside)
+    (mirror / "mnist" / "inside.gz").write_bytes(outside.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DownloadError, match="not a regular file inside the mirror"):
+        download(config([dead_url() + "/"], spec_for(fake_mirror)), out, mirror=mirror)
+    assert list(out.iterdir()) == []
+    (mirror / "mnist" / NAME).unlink()
+    (mirror / "mnist" / NAME).symlink_to(mirror / "mnist" / "inside.gz")  # inside: fine
+    assert download(config([dead_url() + "/"], spec_for(fake_mirror)), out, mirror=mirror)
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("trickle", r"not finished after the 2 s deadline \(deadline_s\)"),
+    ("endless", r"more than 1000 bytes, refused"),
+])
+def test_downloads_are_bounded_in_time_and_size(tmp_path: Path, mode: str, message: str) -> None:
+    spec = FileSpec(name=NAME, md5="0" * 32)
+    started = time.monotonic()
+    with http_server(tmp_path) as base, pytest.raises(DownloadError, match=message):
+        fetch_url(f"{base}/{mode}/{NAME}", tmp_path / NAME, spec, timeout=1, deadline=2,
+                  max_bytes=1000)
+    assert time.monotonic() - started < 10 and not (tmp_path / NAME).exists()

@@ -6,15 +6,22 @@ stage script and tool calls from ``__main__``.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jaxpipe.core.errors import JaxpipeError
+
+TRACEBACK_ENV = "JAXPIPE_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
+_PR_SET_PDEATHSIG = 1
 
 
 def interactive() -> bool:
@@ -36,14 +43,45 @@ def bar(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, leave=False, disable=not interactive())
 
 
-def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a stage's ``main``; a JaxpipeError becomes one line on stderr and exit code 2.
+def exit_with_parent() -> None:
+    """Ask Linux to end this process when its parent (``dvc repro``) dies, so an orphaned
+    stage cannot overwrite newer outputs later. A no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
 
-    Log lines are written through tqdm, so they never land on a progress bar's line."""
+
+def _name(argv: list[str] | None) -> str:
+    """``train@cnn_mnist`` for ``stages/train.py cnn_mnist ...``, else the program name."""
+    args = sys.argv if argv is None else [sys.argv[0], *argv]
+    stem = Path(args[0]).stem
+    item = next((a for a in args[1:2] if not a.startswith("-")), None)
+    return f"{stem}@{item}" if item else stem
+
+
+def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's ``main``: every failure ends as one line on stderr and exit code 2.
+
+    A JaxpipeError is an expected failure and says what is wrong; anything else is reported
+    as ``error: <stage>: unexpected <Type>: <message>`` (the traceback only when
+    ``JAXPIPE_TRACEBACK=1``). Log lines are written through tqdm, so they never land on a
+    progress bar's line."""
     setup_logging()
+    exit_with_parent()
     try:
         with logging_redirect_tqdm():
             main(argv)
     except JaxpipeError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 2
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or "(no message)"
+        sys.stderr.write(f"error: {_name(argv)}: unexpected {type(exc).__name__}: "
+                         f"{message[:300]}\n")
         raise SystemExit(2) from None

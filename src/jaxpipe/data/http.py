@@ -7,6 +7,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -20,15 +21,22 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 16
 
 
-def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float) -> None:
-    """Download ``url`` to ``dest`` atomically, verifying length and checksum."""
+def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float,
+              deadline: float = 900.0, max_bytes: int = 200 << 20) -> None:
+    """Download ``url`` to ``dest`` atomically, verifying length and checksum; bounded by a
+    per-read ``timeout``, an overall ``deadline`` (s) and ``max_bytes``."""
     started = time.perf_counter()
+    limits = _Limits(time.monotonic() + deadline, deadline,
+                     min(max_bytes, spec.size) if spec.size else max_bytes)
     with atomic_path(dest) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:  # noqa: S310
                 expected = resp.headers.get("Content-Length")
                 total = int(expected) if expected and expected.isdigit() else None
-                received = _stream(resp, out, total, spec.name)
+                if total is not None and total > limits.max_bytes:
+                    raise DownloadError(f"{url}: announces {total} bytes, more than the "
+                                        f"{limits.max_bytes} allowed")
+                received = _stream(resp, out, total, spec.name, limits, url)
         except urllib.error.HTTPError as exc:
             raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -44,7 +52,8 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float) -> None:
              received / elapsed / 1e6)
 
 
-def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float
+def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float,
+                deadline: float = 900.0, max_bytes: int = 200 << 20
                 ) -> tuple[str | None, list[str]]:
     """Try each base URL in order; return the one that served a verified file (or None)
     and the failures met on the way."""
@@ -52,7 +61,7 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float
     for base in urls:
         url = base.rstrip("/") + "/" + spec.name
         try:
-            fetch_url(url, dest, spec, timeout)
+            fetch_url(url, dest, spec, timeout, deadline, max_bytes)
         except DownloadError as exc:
             log.warning("mirror failed: %s", exc)
             failures.append(str(exc))
@@ -61,7 +70,15 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float
     return None, failures
 
 
-def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str) -> int:
+@dataclass(frozen=True)
+class _Limits:
+    ends: float  # time.monotonic() deadline
+    seconds: float
+    max_bytes: int
+
+
+def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str,
+            limits: _Limits, url: str) -> int:
     bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False,
                disable=not interactive())
     received = 0
@@ -77,4 +94,9 @@ def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str) -
             out.write(block)
             received += len(block)
             bar.update(len(block))
+            if received > limits.max_bytes:
+                raise DownloadError(f"{url}: more than {limits.max_bytes} bytes, refused")
+            if time.monotonic() > limits.ends:
+                raise DownloadError(f"{url}: not finished after the {limits.seconds:.0f} s "
+                                    "deadline (deadline_s)")
     return received

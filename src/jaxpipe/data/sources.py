@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from jaxpipe.core.errors import DownloadError
@@ -33,7 +34,7 @@ def mirror_from_env() -> Path | None:
 def copy_verified(src: Path, dest: Path, spec: FileSpec) -> None:
     """Copy ``src`` to ``dest`` atomically if it passes verification; else DownloadError."""
     with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
+        shutil.copyfile(src.resolve(), tmp)
         problem = verify(tmp, spec)
         if problem:
             raise MirrorMismatch(f"{src}: {problem}")
@@ -45,9 +46,13 @@ def fetch_from_mirror(mirror: Path | None, folder: str, spec: FileSpec, dest: Pa
     if mirror is None:
         return "no local mirror"
     src = mirror / folder / spec.name
-    if not src.is_file():
+    if not src.exists() and not src.is_symlink():
         log.info("%s: not in local mirror %s", spec.name, src.parent)
         return f"not in local mirror {src.parent}"
+    real = src.resolve()
+    if not real.is_relative_to(mirror.resolve()) or not stat.S_ISREG(real.stat().st_mode):
+        log.warning("local mirror refused: %s is not a regular file inside %s", src, mirror)
+        return f"{src} is not a regular file inside the mirror {mirror}"
     try:
         copy_verified(src, dest, spec)
     except DownloadError as exc:
@@ -73,7 +78,8 @@ def download(cfg: DownloadConfig, out_dir: Path, mirror: Path | None,
     if pending and cfg.kaggle_dataset:
         return served | _from_kaggle(cfg, [s for s, _ in pending.values()], out_dir, mirror)
     for key, (spec, refused) in pending.items():
-        base, failures = http.fetch_first(cfg.urls, spec, out_dir / spec.name, cfg.timeout_s)
+        base, failures = http.fetch_first(cfg.urls, spec, out_dir / spec.name, cfg.timeout_s,
+                                          cfg.deadline_s, int(cfg.max_mb * 1e6))
         if base is None:
             raise DownloadError(_no_source_message(spec.name, failures, mirror, refused,
                                                    f"{where}.files.{key}.md5"))

@@ -32,13 +32,17 @@ class DownloadConfig:
     files: dict[str, FileSpec]
     urls: list[str] = field(default_factory=list)
     kaggle_dataset: str | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # per read: a silent server fails after this long
+    deadline_s: float = 900.0  # per file: a server that trickles bytes fails after this long
+    max_mb: float = 200.0  # per file: a response that grows past this is cut off and refused
 
     def __post_init__(self) -> None:
         check(bool(self.files), "files", "at least one file is required")
         check(bool(self.urls) != bool(self.kaggle_dataset), "urls",
               "give either urls (HTTP mirrors) or kaggle_dataset, not both or neither")
         check(self.timeout_s > 0, "timeout_s", "must be positive")
+        check(self.deadline_s >= self.timeout_s, "deadline_s", "must be at least timeout_s")
+        check(0 < self.max_mb <= 100_000, "max_mb", "must be in (0, 100000]")
 
 
 def verify(path: Path, spec: FileSpec) -> str | None:
