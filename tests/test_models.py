@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from helpers import make_dataset
 
-from jaxpipe.models import TrainingError, check_finite, cnn, linear, logistic, mlp, softmax
+from jaxpipe import models
+from jaxpipe.models import TrainingError, check_loss, cnn, linear, logistic, mlp, softmax
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -107,20 +108,25 @@ def test_cnn_shapes_and_a_short_run_lowers_loss() -> None:
 
 
 def test_nan_guard_names_the_step() -> None:
-    check_finite(np.array([1.0, 0.5]))
+    check_loss(np.array([1.0, 0.5, 9.9]), 10.0)
     with pytest.raises(TrainingError, match="at step 3; no model written"):
-        check_finite(np.array([1.0, 0.5, np.nan, 0.2]))
+        check_loss(np.array([1.0, 0.5, np.nan, 0.2]), 10.0)
     with pytest.raises(TrainingError, match="loss is inf at step 12"):
-        check_finite(np.array([1.0, np.inf]), first_step=10)
+        check_loss(np.array([1.0, np.inf]), 10.0, first_step=10)
+    with pytest.raises(TrainingError, match=r"loss 10.5 is over the ceiling 10 .* at step 7;"):
+        check_loss(np.array([1.0, 10.5]), 10.0, first_step=5)
+    assert models.baseline_loss("binary", np.array([0, 1])) == pytest.approx(np.log(2))
+    assert models.baseline_loss("multiclass", np.arange(10)) == pytest.approx(np.log(10))
+    assert models.baseline_loss("regression", np.array([1.0, 3.0])) == 1.0
 
 
 def test_divergent_logreg_run_is_stopped() -> None:
-    from jaxpipe.models import check_finite as guard
+    from jaxpipe.models import check_loss as guard
     x, y = separable()
     cfg = logistic.Config(steps=20, lr=1e30, l2=1e30)
     history = logistic.fit(cfg, make_dataset(train=(x * 1e20, y))).history
     with pytest.raises(TrainingError, match="at step"):
-        guard(np.asarray(history["train_loss"]))
+        guard(np.asarray(history["train_loss"]), cfg.max_loss_growth * np.log(2))
 
 
 def test_shifted_conv_is_the_same_function_as_nnx_conv() -> None:
@@ -139,3 +145,18 @@ def test_compiler_options_are_passed_to_xla() -> None:
     bad = (("xla_cpu_experimental_ynn_fusion_type", "NOT_A_TYPE"),)
     with pytest.raises(Exception, match="NOT_A_TYPE|not a valid"):
         cnn.compiled_steps(bad)[1](graphdef, params, x)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "softmax", "mlp", "linreg"])
+def test_an_absurd_learning_rate_stops_training(kind: str) -> None:
+    """lr = 1e6 must not finish with garbage metrics: the divergence rule stops it."""
+    from jaxpipe.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2)).astype(np.float32)
+    noisy = x[:, 0] + rng.normal(size=60) > 0  # not separable: huge steps overshoot
+    y = noisy.astype(np.int32) if kind != "linreg" else (3 * x[:, 0] + 1).astype("f4")
+    module = models.load(kind)
+    cfg = module.Config(lr=1e6)
+    with pytest.raises(TrainingError, match="training diverged"):
+        train(TrainConfig(kind, cfg), make_dataset(train=(x, y), test=(x, y)))

@@ -15,7 +15,7 @@ from jaxpipe.core.config import load_params, parse
 from jaxpipe.core.errors import ConfigError
 from jaxpipe.core.fileio import write_csv_rows
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import check_finite
+from jaxpipe.models import baseline_loss, check_loss
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,13 @@ def load_train_config(params_path: str | Path, name: str) -> TrainConfig:
 
 
 def train(cfg: TrainConfig, data: Dataset) -> models.Fit:
-    """Fit the model on ``data``; a NaN or infinite loss stops it before anything is written."""
-    fit = models.load(cfg.kind).fit(cfg.config, data)
+    """Fit the model on ``data``; a diverging loss (non-finite, or above ``max_loss_growth``
+    times the loss of a constant prediction) stops it before anything is written."""
+    module = models.load(cfg.kind)
+    fit = module.fit(cfg.config, data)
     history = {k: np.asarray(v) for k, v in fit.history.items()}
-    check_finite(history["train_loss"])
+    ceiling = cfg.config.max_loss_growth * baseline_loss(module.TASK, data.split("train").y)
+    check_loss(history["train_loss"], ceiling)
     if "epoch" not in history:
         history = {"step": np.arange(1, len(history["train_loss"]) + 1), **history}
     return models.Fit(jax.tree.map(np.asarray, fit.params), history, fit.info)

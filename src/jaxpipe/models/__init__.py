@@ -56,12 +56,35 @@ def load(kind: str) -> ModuleType:
     return importlib.import_module(module_name(kind))
 
 
-def check_finite(losses: np.ndarray, first_step: int = 0) -> None:
-    """Stop a run whose loss stopped being a number (naming the first such step, 1-based),
-    before a broken model is written."""
-    losses = np.asarray(losses)
-    bad = np.flatnonzero(~np.isfinite(losses))
+@dataclass(frozen=True)
+class Guarded:
+    """What every model config shares: the divergence rule's threshold."""
+
+    # training stops when a loss exceeds this many times the loss of a constant prediction
+    max_loss_growth: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1.0 < self.max_loss_growth <= 1e6:
+            raise ValueError("max_loss_growth: must be in (1, 1e6]")
+
+
+def baseline_loss(task: Task, y: np.ndarray) -> float:
+    """The loss of the best constant prediction that knows nothing: ln 2 (binary), ln K
+    (K classes), the standard deviation of ``y`` (regression, RMSE)."""
+    y = np.asarray(y)
+    if task == "regression":
+        return float(np.std(y.astype(np.float64))) or 1.0
+    return float(np.log(max(int(y.max()) + 1, 2) if task == "multiclass" else 2))
+
+
+def check_loss(losses: np.ndarray, ceiling: float, first_step: int = 0) -> None:
+    """Stop a run whose loss stopped being a number or rose above ``ceiling``, naming the
+    step (1-based), before a broken model is written."""
+    losses = np.asarray(losses, np.float64)
+    bad = np.flatnonzero(~np.isfinite(losses) | (losses > ceiling))
     if bad.size:
-        step = first_step + int(bad[0]) + 1
-        raise TrainingError(f"training diverged: loss is {losses[bad[0]]} at step {step}; "
-                            "no model written")
+        step, loss = first_step + int(bad[0]) + 1, losses[bad[0]]
+        why = f"loss is {loss}" if not np.isfinite(loss) else (
+            f"loss {loss:.4g} is over the ceiling {ceiling:.4g} (max_loss_growth times the loss "
+            "of a constant prediction; lower lr?)")
+        raise TrainingError(f"training diverged: {why} at step {step}; no model written")

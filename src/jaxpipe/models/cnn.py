@@ -24,7 +24,7 @@ from jaxpipe.core.config import check
 from jaxpipe.core.console import bar
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Task, check_finite
+from jaxpipe.models import Fit, Guarded, Task, baseline_loss, check_loss
 
 log = logging.getLogger(__name__)
 TASK: Task = "multiclass"
@@ -32,7 +32,7 @@ IMAGE_SHAPE = (28, 28)  # (height, width) of the grayscale images it takes
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Guarded):
     """params.yaml ``train.<model>`` for kind ``cnn``."""
 
     epochs: int = 10
@@ -46,6 +46,7 @@ class Config:
     compiler_options: dict[str, str | bool | int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.epochs > 0, "epochs", "must be positive")
         check(self.batch_size > 0, "batch_size", "must be positive")
         check(self.lr > 0, "lr", "must be positive")
@@ -184,7 +185,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
         params, opt_state, batch_losses = _epoch(train_step, graphdef, tx, params, opt_state,
                                                  x_dev, y_dev, batches,
                                                  f"epoch {epoch}/{cfg.epochs}")
-        check_finite(batch_losses, (epoch - 1) * n_batches)
+        check_loss(batch_losses, cfg.max_loss_growth * baseline_loss(TASK, y),
+                   (epoch - 1) * n_batches)
         val_loss = _mean_loss(graphdef, params, val.x, val.y, cfg.eval_batch_size, forward)
         history["epoch"].append(epoch)
         history["train_loss"].append(float(batch_losses.mean()))

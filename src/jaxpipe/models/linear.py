@@ -16,14 +16,14 @@ import numpy as np
 
 from jaxpipe.core.config import check
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Task
+from jaxpipe.models import Fit, Guarded, Task
 
 Params = dict[str, jax.Array]
 TASK: Task = "regression"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Guarded):
     """params.yaml ``train.<model>`` for kind ``linreg``."""
 
     steps: int = 5000
@@ -32,6 +32,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.steps > 0, "steps", "must be positive")
         check(self.lr > 0, "lr", "must be positive")
         check(self.batch_size > 0, "batch_size", "must be positive")

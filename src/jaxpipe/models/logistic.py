@@ -17,14 +17,14 @@ import numpy as np
 
 from jaxpipe.core.config import check
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Task
+from jaxpipe.models import Fit, Guarded, Task
 
 Params = dict[str, jax.Array]
 TASK: Task = "binary"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Guarded):
     """params.yaml ``train.<model>`` for kind ``logreg``."""
 
     steps: int = 100
@@ -36,6 +36,7 @@ class Config:
     track_accuracy: bool = False  # record train and test accuracy after every step
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.steps > 0, "steps", "must be positive")
         check(self.lr > 0, "lr", "must be positive")
         check(self.l2 >= 0, "l2", "must be non-negative")

@@ -18,14 +18,14 @@ import numpy as np
 
 from jaxpipe.core.config import check
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Task
+from jaxpipe.models import Fit, Guarded, Task
 
 Params = dict[str, jax.Array]
 TASK: Task = "binary"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Guarded):
     """params.yaml ``train.<model>`` for kind ``mlp``."""
 
     seed: int = 9
@@ -36,6 +36,7 @@ class Config:
     max_steps: int = 10_000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.lr > 0, "lr", "must be positive")
         check(self.check_every > 0, "check_every", "must be positive")
         check(self.max_steps >= self.check_every, "max_steps", "must be >= check_every")

@@ -17,14 +17,14 @@ import optax
 
 from jaxpipe.core.config import check
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Task
+from jaxpipe.models import Fit, Guarded, Task
 
 Params = dict[str, jax.Array]
 TASK: Task = "multiclass"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Guarded):
     """params.yaml ``train.<model>`` for kind ``softmax``."""
 
     steps: int = 500
@@ -33,6 +33,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.steps > 0, "steps", "must be positive")
         check(self.lr > 0, "lr", "must be positive")
 
