@@ -1,3 +1,40 @@
-"""jaxpipe: a reproducible DVC pipeline of small JAX models."""
+"""jaxpipe: a reproducible DVC pipeline of small JAX models.
+
+Importing the package pins what XLA's CPU results depend on, before JAX starts its backend,
+so the same inputs give the same bytes on any x86-64 machine with AVX2:
+
+- the intra-op thread count (``PJRT_NPROC``): XLA splits some reductions (Eigen's
+  convolution weight gradient, a dot that contracts the batch) by the size of its thread
+  pool, which otherwise follows the number of cores;
+- the instruction-set cap (``--xla_cpu_max_isa=AVX2`` in ``XLA_FLAGS``): an AVX-512 machine
+  runs XLA's AVX2 kernels. (YNNPACK picks its own kernels; see README.)
+"""
+
+import os as _os
+import platform as _platform
+import sys as _sys
 
 __version__ = "0.1.0"
+
+XLA_THREADS = 2
+XLA_ISA = "AVX2"
+
+
+def _pin_cpu_numerics() -> None:
+    _os.environ["PJRT_NPROC"] = str(XLA_THREADS)
+    if _platform.machine().lower() in ("x86_64", "amd64"):
+        flags = [f for f in _os.environ.get("XLA_FLAGS", "").split()
+                 if not f.startswith("--xla_cpu_max_isa")]
+        _os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_cpu_max_isa={XLA_ISA}"])
+    if "jax" in _sys.modules:  # too late if a computation already started the backend
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "JAX started before jaxpipe was imported: its CPU thread count and ISA cap "
+                "are not pinned, so results may differ from other machines")
+
+
+_pin_cpu_numerics()

@@ -1,0 +1,54 @@
+"""The CNN's training gives the same bytes whatever the core count, and whatever thread
+count or ISA cap the environment asks for: jaxpipe pins both before JAX starts."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+SCRIPT = """
+import hashlib, sys
+import numpy as np
+from jaxpipe.artifacts import flatten
+from jaxpipe.core.config import load_config
+from jaxpipe.models import cnn
+from jaxpipe.train import load_train_config
+sys.path.insert(0, sys.argv[2])
+from helpers import make_dataset
+
+cfg = load_train_config(sys.argv[1], "cnn_mnist").config
+rng = np.random.default_rng(0)
+x = rng.uniform(size=(256, 28, 28, 1)).astype(np.float32)
+y = (np.arange(256) % 10).astype(np.int32)
+fit = cnn.fit(cnn.Config(epochs=2, batch_size=64, eval_batch_size=100,
+                         compiler_options=cfg.compiler_options),
+              make_dataset(train=(x, y), val=(x[:100], y[:100])))
+flat = flatten(fit.params)
+digest = hashlib.md5(b"".join(flat[k].tobytes() for k in sorted(flat))).hexdigest()
+print(digest, fit.history["val_loss"])
+"""
+
+
+def _train(cpus: set[int], **env: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(ROOT / "params.yaml"), str(ROOT / "tests")],
+        capture_output=True, text=True, check=True, env={**os.environ, **env},
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus), timeout=300)
+    return proc.stdout.strip()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_cnn_training_is_identical_on_one_and_two_cores_and_any_requested_pool() -> None:
+    two = sorted(os.sched_getaffinity(0))[:2]
+    results = {
+        "1 core": _train({two[0]}),
+        "2 cores": _train(set(two)),
+        "asks 8 threads, AVX": _train(set(two), PJRT_NPROC="8",
+                                      XLA_FLAGS="--xla_cpu_max_isa=AVX"),
+    }
+    assert len(set(results.values())) == 1, results
+    assert hashlib.md5(b"").hexdigest() not in results["1 core"]
