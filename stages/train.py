@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jaxpipe.artifacts import save_trained
 from jaxpipe.core.console import run
-from jaxpipe.core.fileio import write_json
+from jaxpipe.core.fileio import output_set, write_json
 from jaxpipe.data.tables import load_dataset
 from jaxpipe.train import load_train_config, train, write_history
 
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     fit = train(cfg, data)
     seconds = time.perf_counter() - started
-    write_history(args.history, fit.history)
-    save_trained(args.out, args.model, cfg.kind, cfg.config, fit, data.scaler)
+    with output_set(args.out, args.history) as (model_tmp, history_tmp):
+        save_trained(model_tmp, args.model, cfg.kind, cfg.config, fit, data.scaler)
+        write_history(history_tmp, fit.history)
     if args.timing:
         write_json(args.timing, {"train_seconds": round(seconds, 3)})
     log.info("%s (%s): %d history rows, final train loss %.6g, %.2f s", args.model, cfg.kind,

@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from jaxpipe.artifacts import Trained
 from jaxpipe.core.config import check
-from jaxpipe.core.fileio import atomic_dir, write_csv_rows, write_json
+from jaxpipe.core.fileio import output_set, write_csv_rows, write_json
 from jaxpipe.data.tables import Dataset, Split
 
 Rows = tuple[list[str], list[list]]
@@ -137,8 +137,10 @@ def evaluate(trained: Trained, data: Dataset, cfg: EvalConfig) -> Evaluation:
 
 
 def write_evaluation(evaluation: Evaluation, metrics_path: Path, plots_dir: Path) -> None:
-    """Write the plot tables (one CSV each, into a fresh folder) and the metrics JSON."""
-    with atomic_dir(plots_dir) as tmp:
+    """Write the metrics JSON and the plot tables (one CSV each, in a fresh folder), all or
+    nothing."""
+    with output_set(metrics_path, plots_dir) as (metrics_tmp, plots_tmp):
+        plots_tmp.mkdir()
         for name, (header, rows) in evaluation.plots.items():
-            write_csv_rows(tmp / f"{name}.csv", header, rows)
-    write_json(metrics_path, evaluation.metrics)
+            write_csv_rows(plots_tmp / f"{name}.csv", header, rows)
+        write_json(metrics_tmp, evaluation.metrics)

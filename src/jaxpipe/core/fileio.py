@@ -35,18 +35,56 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def sweep_stale(dest: Path) -> None:
+    """Remove temp files or folders a killed run left beside ``dest`` (``.<name>.*.tmp``)."""
+    for stale in dest.parent.glob(f".{dest.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def output_set(*dests: str | Path) -> Iterator[list[Path]]:
+    """All or nothing for a stage's outputs: yield a staging path beside each of ``dests``
+    (write a file or a folder there); only if the block succeeds are they all renamed onto
+    ``dests``, one right after the other. A failure leaves the old set untouched, and the
+    stale temps of a killed run are swept first."""
+    targets = [Path(d) for d in dests]
+    staged = []
+    for dest in targets:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        os.unlink(tmp)  # a name only: the writer makes a file or a folder there
+        staged.append(Path(tmp))
+    try:
+        yield staged
+        for tmp, dest in zip(staged, targets, strict=True):
+            if not tmp.exists():
+                raise FileNotFoundError(f"{dest}: the stage wrote no output")
+        for tmp, dest in zip(staged, targets, strict=True):
+            _swap_in(tmp, dest)
+    finally:
+        for tmp in staged:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(True)
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
     """Yield a temp directory beside ``dest``; swap it in for ``dest`` only on success."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
         tmp.chmod(0o777 & ~_UMASK)
-        if dest.exists():
-            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-        os.replace(tmp, dest)
+        _swap_in(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
