@@ -65,13 +65,20 @@ def torch_net():
         tnn.Linear(7 * 7 * 64, 256), tnn.ReLU(), tnn.Linear(256, 10), tnn.LogSoftmax(dim=1))
 
 
+def _fresh(x: np.ndarray) -> np.ndarray:
+    """A fresh, owned, C-contiguous NCHW copy: PyTorch's best footing. Arrays straight from
+    Parquet are views of Arrow buffers, on which PyTorch eager measured 1,800-2,500 images/s
+    against 3,200 on a fresh copy."""
+    return np.array(x.transpose(0, 3, 1, 2), order="C", copy=True)
+
+
 def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int) -> dict:
     """Images/s of the same network in PyTorch eager on the CPU."""
     import torch
     torch.manual_seed(0)
     net = torch_net()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    xt = torch.from_numpy(_fresh(x))
     yt = torch.from_numpy(y.astype(np.int64))
     n = len(x)
 
@@ -95,7 +102,7 @@ def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: in
     torch.manual_seed(seed)
     net = torch_net()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    xt = torch.from_numpy(_fresh(x))
     yt = torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -106,7 +113,7 @@ def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: in
             torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
             opt.step()
     with torch.no_grad():
-        test = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
+        test = torch.from_numpy(_fresh(x_test))
         pred = torch.cat([net(test[i:i + 1000]).argmax(1) for i in range(0, len(test), 1000)])
     return float((pred.numpy() == y_test).mean())
 
