@@ -82,3 +82,23 @@ def test_offline_kaggle_error_is_one_line_and_names_mirror(tmp_path: Path,
     with pytest.raises(DownloadError, match="JAXPIPE_MIRROR") as err:
         download(kaggle_config(spec), out, mirror=None)
     assert "\n" not in str(err.value) and list(out.iterdir()) == []
+
+
+def test_archives_are_bounded_in_entries_and_unpacked_size(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("train.csv", b"0" * 200_000)  # 200 kB that packs into a few hundred bytes
+    assert bomb.stat().st_size < 2_000
+    with pytest.raises(DownloadError, match="declares more than 100000 unpacked bytes"):
+        safe_extract(bomb, tmp_path / "out", max_bytes=100_000)
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(11):
+            zf.writestr(f"f{i}.csv", b"x")
+    with pytest.raises(DownloadError, match="11 entries, more than 10"):
+        safe_extract(many, tmp_path / "out", max_entries=10)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    html = tmp_path / "login.zip"
+    html.write_text("<html>please log in</html>")  # what a proxy may serve instead of a zip
+    with pytest.raises(DownloadError, match="login.zip: not a readable zip archive"):
+        safe_extract(html, tmp_path / "out")

@@ -160,3 +160,16 @@ def test_an_absurd_learning_rate_stops_training(kind: str) -> None:
     cfg = module.Config(lr=1e6)
     with pytest.raises(TrainingError, match="training diverged"):
         train(TrainConfig(kind, cfg), make_dataset(train=(x, y), test=(x, y)))
+
+
+def test_cnn_refuses_labels_and_shapes_it_cannot_learn() -> None:
+    x = np.zeros((70, 28, 28, 1), np.float32)
+    y = np.arange(70) % 10
+    bad = y.copy()
+    bad[5] = 200
+    with pytest.raises(Exception, match=r"memory/train: row 6: label 200 is not one of"):
+        cnn.fit(cnn.Config(epochs=1), make_dataset(train=(x, bad), val=(x, y)))
+    with pytest.raises(Exception, match=r"memory/val: expected \(n > 0\) images of \(28, 28\), "
+                                        r"got \(70, 784, 1\)"):
+        cnn.fit(cnn.Config(epochs=1), make_dataset(train=(x, y), val=(x.reshape(70, 784, 1, 1),
+                                                                     y)))

@@ -45,19 +45,53 @@ def credential_source(env: Mapping[str, str], home: Path) -> str:
     return "anonymous"
 
 
-def safe_extract(archive: Path, dest: Path) -> list[Path]:
-    """Extract a zip into ``dest``, rejecting any entry that would land outside it."""
+MAX_ENTRIES = 1000
+MAX_BYTES = 1 << 30  # 1 GiB unpacked, in all
+
+
+def safe_extract(archive: Path, dest: Path, max_entries: int = MAX_ENTRIES,
+                 max_bytes: int = MAX_BYTES) -> list[Path]:
+    """Extract a zip into ``dest``, refusing entries that would land outside it, symbolic
+    links, more than ``max_entries`` entries, and more than ``max_bytes`` unpacked (declared
+    sizes checked first, actual bytes counted as they are written)."""
     root = dest.resolve()
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            name = PurePosixPath(info.filename.replace("\\", "/"))
-            target = (root / name).resolve()
-            if name.is_absolute() or not target.is_relative_to(root) or target == root:
-                raise DownloadError(f"{archive}: unsafe entry {info.filename!r} escapes {dest}")
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise DownloadError(f"{archive}: symbolic link entry {info.filename!r} refused")
-        zf.extractall(root)
-        return [root / i.filename for i in zf.infolist() if not i.is_dir()]
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            _check_entries(archive, dest, root, infos, max_entries, max_bytes)
+            written, files = 0, []
+            for info in infos:
+                target = root / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while block := src.read(1 << 20):
+                        written += len(block)
+                        if written > max_bytes:
+                            raise DownloadError(f"{archive}: unpacks to more than {max_bytes} "
+                                                "bytes, refused")
+                        out.write(block)
+                files.append(target)
+            return files
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise DownloadError(f"{archive}: not a readable zip archive ({exc})") from None
+
+
+def _check_entries(archive: Path, dest: Path, root: Path, infos: list[zipfile.ZipInfo],
+                   max_entries: int, max_bytes: int) -> None:
+    if len(infos) > max_entries:
+        raise DownloadError(f"{archive}: {len(infos)} entries, more than {max_entries}, refused")
+    if sum(i.file_size for i in infos) > max_bytes:
+        raise DownloadError(f"{archive}: declares more than {max_bytes} unpacked bytes, refused")
+    for info in infos:
+        name = PurePosixPath(info.filename.replace("\\", "/"))
+        target = (root / name).resolve()
+        if name.is_absolute() or not target.is_relative_to(root) or target == root:
+            raise DownloadError(f"{archive}: unsafe entry {info.filename!r} escapes {dest}")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise DownloadError(f"{archive}: symbolic link entry {info.filename!r} refused")
 
 
 def run_kaggle_cli(dataset: str, dest: Path, timeout: float) -> Path:

@@ -155,9 +155,22 @@ def _epoch(train_step: Callable, graphdef, tx, params, opt_state, x_dev, y_dev,
     return params, opt_state, np.asarray(jnp.stack(losses))
 
 
+def _check_inputs(data: Dataset, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Images of the network's shape and labels among its 10 classes, or one clear line."""
+    where = f"{data.path}/{split}"
+    if x.ndim != 4 or x.shape[1:3] != IMAGE_SHAPE or len(x) == 0:
+        raise JaxpipeError(f"{where}: expected (n > 0) images of {IMAGE_SHAPE}, got {x.shape[:3]}")
+    bad = np.flatnonzero((y < 0) | (y >= 10))
+    if bad.size:
+        raise JaxpipeError(f"{where}: row {int(bad[0]) + 1}: label {int(y[bad[0]])} is not one "
+                           "of the network's 10 classes (0-9)")
+
+
 def fit(cfg: Config, data: Dataset) -> Fit:
     """Adam on shuffled minibatches; returns the best-validation parameters and history."""
     train, val = data.split("train"), data.split("val")
+    for name, part in (("train", train), ("val", val)):
+        _check_inputs(data, name, part.x, part.y)
     x, y = train.x, train.y
     if cfg.max_train_images is not None:
         x, y = x[: cfg.max_train_images], y[: cfg.max_train_images]
