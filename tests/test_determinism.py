@@ -14,7 +14,6 @@ SCRIPT = """
 import hashlib, sys
 import numpy as np
 from jaxpipe.artifacts import flatten
-from jaxpipe.core.config import load_config
 from jaxpipe.models import cnn
 from jaxpipe.train import load_train_config
 sys.path.insert(0, sys.argv[2])

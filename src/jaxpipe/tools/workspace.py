@@ -76,7 +76,8 @@ def git(cwd: Path, *args: str) -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Run the pipeline as another machine would: on ``cores`` CPUs, with XLA's ISA capped."""
+    """Run the pipeline as another machine would: on ``cores`` CPUs, with an ISA cap asked for
+    in ``XLA_FLAGS`` (jaxpipe pins its own, so that checks the pin holds)."""
 
     cores: int | None = None
     isa: str | None = None
