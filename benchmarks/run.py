@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from jaxpipe.data.idx import read_idx
-from jaxpipe.data.prepare import MNIST_FILES, PrepareConfig, prepare_images, read_mnist
+from jaxpipe.data.prepare import PrepareConfig, prepare_images
+from jaxpipe.data.raw import MNIST_FILES, read_mnist
 from jaxpipe.data.tables import (
     LABEL_COLUMN,
     Dataset,

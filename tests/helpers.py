@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from jaxpipe.data.idx import write_idx
-from jaxpipe.data.prepare import MNIST_FILES
+from jaxpipe.data.raw import MNIST_FILES
 
 MOBILE_COLUMNS = [
     "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",

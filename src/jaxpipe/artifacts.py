@@ -63,15 +63,22 @@ def unflatten(flat: dict[str, np.ndarray], template: Any, source: str = "model f
     """Put ``flat``'s arrays into a pytree shaped like ``template``, checking every shape."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = [_name(path) for path, _ in leaves]
-    missing = sorted(set(names) - set(flat))
+    missing, extra = sorted(set(names) - set(flat)), sorted(set(flat) - set(names))
     if missing:
         raise JaxpipeError(f"{source}: lacks parameter '{missing[0]}'")
+    if extra:
+        raise JaxpipeError(f"{source}: unexpected parameter '{extra[0]}'")
     arrays = []
     for name, (_, leaf) in zip(names, leaves, strict=True):
         stored, expected = tuple(flat[name].shape), tuple(leaf.shape)
         if stored != expected and not (expected == () and stored == (1,)):
             raise JaxpipeError(f"{source}: parameter '{name}' has shape {stored}, "
                                f"expected {expected}")
+        if flat[name].dtype != leaf.dtype:
+            raise JaxpipeError(f"{source}: parameter '{name}' is {flat[name].dtype}, "
+                               f"expected {leaf.dtype}")
+        if not np.isfinite(flat[name]).all():
+            raise JaxpipeError(f"{source}: parameter '{name}' holds non-finite values")
         arrays.append(flat[name].reshape(expected))  # scalars are stored with shape (1,)
     return jax.tree_util.tree_unflatten(treedef, arrays)
 
@@ -95,8 +102,10 @@ def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         meta = json.loads(header["__metadata__"][META_KEY])
     except FileNotFoundError:
         raise JaxpipeError(f"{path}: model file not found (run the train stage first)") from None
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+    except (SafetensorError, KeyError, TypeError, ValueError, OSError) as exc:
         raise JaxpipeError(f"{path}: not a jaxpipe model file ({exc.__class__.__name__})") from None
+    if not isinstance(meta, dict):
+        raise JaxpipeError(f"{path}: not a jaxpipe model file (metadata is not a mapping)")
     return flat, meta
 
 
@@ -116,6 +125,28 @@ def load_trained(path: str | Path) -> Trained:
         module = models.load(kind)
     except JaxpipeError:
         raise JaxpipeError(f"{path}: unknown model kind {kind!r}") from None
+    if meta.get("task") != module.TASK:
+        raise JaxpipeError(f"{path}: task {meta.get('task')!r} does not match kind {kind!r} "
+                           f"({module.TASK!r})")
     config = parse(module.Config, meta.get("config"), f"{path}:config")
     params = unflatten(flat, module.template(config, meta), str(path))
+    check_scaler(meta.get("scaler"), f"{path}: scaler")
     return Trained(kind, module, config, params, meta)
+
+
+def check_scaler(scaler: Any, where: str) -> None:
+    """A scaler as prepare writes it: named features, a finite mean and a positive finite
+    scale for each."""
+    if not isinstance(scaler, dict) or not isinstance(scaler.get("features"), list):
+        raise JaxpipeError(f"{where}: missing or malformed")
+    n = len(scaler["features"])
+    for key in ("mean", "scale"):
+        values = scaler.get(key)
+        if not isinstance(values, list) or len(values) != n:
+            raise JaxpipeError(f"{where}: '{key}' needs one number per feature ({n})")
+        array = np.asarray(values, dtype=object)
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if not numeric or not np.isfinite(array.astype(np.float64)).all():
+            raise JaxpipeError(f"{where}: '{key}' holds a value that is not a finite number")
+        if key == "scale" and (array.astype(np.float64) <= 0).any():
+            raise JaxpipeError(f"{where}: 'scale' holds a value that is not positive")

@@ -91,6 +91,18 @@ def check(ok: bool, key: str, message: str) -> None:
         raise ValueError(f"{key}: {message}")
 
 
+SEED_MAX = 2**32 - 1  # NumPy's, scikit-learn's and JAX's seeds all take 32 bits
+MAX_STEPS = 1_000_000  # gradient steps (or epochs x batches) one stage may run
+MAX_ROWS = 10_000_000  # rows a generated table or a batch may have
+
+
+def in_range(value: float | None, key: str, low: float, high: float) -> None:
+    """Raise (as ``check``) unless ``low <= value <= high``; the message names the bounds,
+    so a value that would exhaust memory or time fails at start-up, saying the limit."""
+    ok = value is None or low <= value <= high
+    check(ok, key, f"{value} is outside [{low:_}, {high:_}]")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

@@ -10,8 +10,10 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.datasets import make_classification
 
-from jaxpipe.core.config import check
+from jaxpipe.core.config import MAX_ROWS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import table_from_frame
+
+MAX_FEATURES = 10_000
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,14 @@ class GenerateConfig:
     x_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        check(self.n_samples > 0, "n_samples", "must be positive")
-        check(self.n_features > 0, "n_features", "must be positive")
+        in_range(self.n_samples, "n_samples", 1, MAX_ROWS)
+        in_range(self.n_features, "n_features", 1, MAX_FEATURES)
+        check(self.n_samples * self.n_features <= MAX_ROWS * 10, "n_samples",
+              f"times n_features is over {MAX_ROWS * 10:_} cells")
+        in_range(self.seed, "seed", 0, SEED_MAX)
+        if self.kind == "classification":  # make_classification's 2 informative + 2 redundant
+            in_range(self.n_features, "n_features", 4, MAX_FEATURES)
+            in_range(self.n_samples, "n_samples", 4, MAX_ROWS)
         if self.kind == "linear":
             check(len(self.weights) == self.n_features, "weights",
                   f"needs n_features={self.n_features} values, got {len(self.weights)}")

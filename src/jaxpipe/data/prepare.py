@@ -14,15 +14,11 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.model_selection import train_test_split
 
-from jaxpipe.core.config import check
+from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.data.idx import read_idx
+from jaxpipe.data.raw import check_images, read_mnist, read_source
+from jaxpipe.data.schema import SchemaSpec, validate
 from jaxpipe.data.tables import image_table, table_from_frame
-
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 
 
 @dataclass(frozen=True)
@@ -35,6 +31,7 @@ class PrepareConfig:
     columns_from: str | None = None
     classes: list[int] | None = None
     test_size: float = 0.2
+    test_on_train: bool = False  # with test_size 0: score on the training rows, knowingly
     val_size: float = 0.0
     standardize: bool = True
     pixel_scale: float = 255.0
@@ -42,8 +39,13 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         check(0.0 <= self.test_size < 1.0, "test_size", "must be in [0, 1)")
+        check(self.kind == "images" or self.test_size > 0 or self.test_on_train, "test_size",
+              "0 leaves no test rows; set test_on_train: true to score on the training rows")
+        check(not (self.test_on_train and self.test_size > 0), "test_on_train",
+              "needs test_size: 0 (there is a test split)")
         check(0.0 <= self.val_size < 1.0, "val_size", "must be in [0, 1)")
         check(self.pixel_scale > 0, "pixel_scale", "must be positive")
+        in_range(self.seed, "seed", 0, SEED_MAX)
 
 
 def select(frame: pd.DataFrame, cfg: PrepareConfig, source: str) -> pd.DataFrame:
@@ -62,6 +64,12 @@ def select(frame: pd.DataFrame, cfg: PrepareConfig, source: str) -> pd.DataFrame
     if frame[features + [cfg.target]].isna().any().any():
         raise JaxpipeError(f"{source}: missing values in the selected columns")
     out = frame[features + [cfg.target]]
+    if cfg.task == "classification":
+        target = out[cfg.target].to_numpy(np.float64)
+        bad = np.flatnonzero(~np.isfinite(target) | (target != np.floor(target)))
+        if bad.size:
+            raise JaxpipeError(f"{source}: column '{cfg.target}', row {bad[0] + 1}: "
+                               f"{target[bad[0]]:g} is not a class label (an integer)")
     if cfg.classes is not None:
         out = out[out[cfg.target].isin(cfg.classes)]
         if out.empty:
@@ -69,13 +77,27 @@ def select(frame: pd.DataFrame, cfg: PrepareConfig, source: str) -> pd.DataFrame
     return out.reset_index(drop=True)
 
 
-def split(frame: pd.DataFrame, cfg: PrepareConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/test split, stratified for classification; test_size 0 tests on train."""
+def split(frame: pd.DataFrame, cfg: PrepareConfig, source: str = "table"
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/test split, stratified for classification; ``test_on_train`` (with
+    test_size 0) tests on the training rows."""
+    strat = frame[cfg.target] if cfg.task == "classification" else None
+    if strat is not None:
+        counts = strat.value_counts().sort_index()
+        if len(counts) < 2:
+            raise JaxpipeError(f"{source}: column '{cfg.target}' holds one class "
+                               f"({counts.index[0]}); a classifier needs two or more")
+        if cfg.test_size > 0 and counts.min() < 2:
+            raise JaxpipeError(f"{source}: class {counts.idxmin()} of '{cfg.target}' has one "
+                               "row; a stratified split needs two or more per class")
     if cfg.test_size == 0:
         return frame.copy(), frame.copy()
-    strat = frame[cfg.target] if cfg.task == "classification" else None
-    train, test = train_test_split(frame, test_size=cfg.test_size, random_state=cfg.seed,
-                                   stratify=strat)
+    try:
+        train, test = train_test_split(frame, test_size=cfg.test_size, random_state=cfg.seed,
+                                       stratify=strat)
+    except ValueError as exc:  # too few rows for the split asked
+        raise JaxpipeError(f"{source}: cannot split {len(frame)} rows with test_size "
+                           f"{cfg.test_size}: {exc}") from None
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -98,11 +120,14 @@ def apply_scaler(frame: pd.DataFrame, scaler: dict) -> pd.DataFrame:
     return out
 
 
-def prepare_table(frame: pd.DataFrame, cfg: PrepareConfig, source: str
-                  ) -> tuple[dict[str, pa.Table], dict]:
-    """Select, split and scale a table; return Parquet-ready tables and the scaler."""
+def prepare_table(frame: pd.DataFrame, cfg: PrepareConfig, source: str,
+                  schema: SchemaSpec | None = None) -> tuple[dict[str, pa.Table], dict]:
+    """Check a table against its schema; select, split and scale it; return Parquet-ready
+    tables and the scaler."""
+    if schema is not None:
+        validate(frame, schema, source)
     chosen = select(frame, cfg, source)
-    train, test = split(chosen, cfg)
+    train, test = split(chosen, cfg, source)
     scaler = fit_scaler(train, cfg)
     target_type = pa.int64() if cfg.task == "classification" else pa.float64()
     tables = {name: table_from_frame(apply_scaler(part, scaler), cfg.target, target_type)
@@ -118,8 +143,12 @@ def prepare_images(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     tables = {"test": image_table(test_x, test_y)}
     if cfg.val_size > 0:
         idx = np.arange(len(train_y))
-        tr, va = train_test_split(idx, test_size=cfg.val_size, random_state=cfg.seed,
-                                  stratify=train_y)
+        try:
+            tr, va = train_test_split(idx, test_size=cfg.val_size, random_state=cfg.seed,
+                                      stratify=train_y)
+        except ValueError as exc:  # a class too rare to stratify, or too few images
+            raise JaxpipeError(f"cannot hold out val_size {cfg.val_size} of "
+                               f"{len(idx)} training images: {exc}") from None
         tr, va = np.sort(tr), np.sort(va)
         tables["train"], tables["val"] = (image_table(train_x[tr], train_y[tr]),
                                           image_table(train_x[va], train_y[va]))
@@ -130,27 +159,13 @@ def prepare_images(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     return tables, scaler
 
 
-def read_source(path: Path) -> pd.DataFrame:
-    """Read a raw table (CSV or Parquet), with an error naming the file."""
-    try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise JaxpipeError(f"{path}: not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowInvalid) as exc:
-        raise JaxpipeError(f"{path}: cannot parse ({exc.__class__.__name__})") from None
-
-
-def read_mnist(raw_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The official MNIST IDX files of ``raw_dir`` as (images, labels) per split."""
-    return {split_name: (read_idx(raw_dir / images), read_idx(raw_dir / labels))
-            for split_name, (images, labels) in MNIST_FILES.items()}
-
-
-def prepare(source: Path, cfg: PrepareConfig) -> tuple[dict[str, pa.Table], dict]:
-    """Read the raw ``source`` (an MNIST folder, or a CSV/Parquet table) and prepare it."""
+def prepare(source: Path, cfg: PrepareConfig, schema: SchemaSpec | None = None
+            ) -> tuple[dict[str, pa.Table], dict]:
+    """Read the raw ``source`` (an MNIST folder, or a CSV/Parquet table), check it against
+    ``schema`` and prepare it."""
     if cfg.kind == "images":
         parts = read_mnist(source)
+        for name, (images, labels) in parts.items():
+            check_images(images, labels, schema, f"{source} ({name})")
         return prepare_images(*parts["train"], *parts["test"], cfg)
-    return prepare_table(read_source(source), cfg, str(source))
+    return prepare_table(read_source(source), cfg, str(source), schema)

@@ -84,9 +84,14 @@ def read_scaler(data_dir: Path) -> dict:
     """The scaler JSON of a prepared data set."""
     path = data_dir / "scaler.json"
     try:
-        return json.loads(path.read_text())
+        scaler = json.loads(path.read_text())
     except FileNotFoundError:
         raise JaxpipeError(f"{path}: not found (run the prepare stage first)") from None
+    except (ValueError, OSError) as exc:
+        raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    if not isinstance(scaler, dict) or not {"features", "mean", "scale", "target"} <= set(scaler):
+        raise JaxpipeError(f"{path}: needs features, mean, scale and target")
+    return scaler
 
 
 def load_dataset(data_dir: str | Path) -> Dataset:
@@ -112,9 +117,33 @@ def load_split(path: Path, scaler: dict) -> Split:
         return Split(x[..., None], table[LABEL_COLUMN].to_numpy().astype(np.int32), [IMAGE_COLUMN])
     target = scaler["target"]
     features = [c for c in table.column_names if c != target]
-    x = np.column_stack([table[c].to_numpy() for c in features]).astype(np.float32)
-    y = table[target].to_numpy()
+    if target not in table.column_names or not features:
+        raise JaxpipeError(f"{path}: needs feature columns and the target '{target}'")
+    try:
+        x = np.column_stack([table[c].to_numpy(zero_copy_only=False) for c in features])
+        y = table[target].to_numpy(zero_copy_only=False)
+        x = x.astype(np.float32)
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        raise JaxpipeError(f"{path}: columns are not all numbers ({exc.__class__.__name__})"
+                           ) from None
+    _check_finite(path, x, features, y.astype(np.float64) if y.dtype.kind in "iuf" else None,
+                  target)
     return Split(x, y.astype(np.int32) if y.dtype.kind in "iu" else y.astype(np.float32), features)
+
+
+def _check_finite(path: Path, x: np.ndarray, features: list[str], y: np.ndarray | None,
+                  target: str) -> None:
+    """Every feature and target cell a finite number, or one line naming column and row."""
+    if y is None:
+        raise JaxpipeError(f"{path}: column '{target}' is not numeric")
+    bad_rows, bad_cols = np.nonzero(~np.isfinite(x))
+    if bad_rows.size:
+        raise JaxpipeError(f"{path}: column '{features[bad_cols[0]]}', row {bad_rows[0] + 1}: "
+                           f"{x[bad_rows[0], bad_cols[0]]} is not finite")
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise JaxpipeError(f"{path}: column '{target}', row {bad[0] + 1}: {y[bad[0]]} is not "
+                           "finite")
 
 
 def load_images(table: pa.Table) -> np.ndarray:

@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpipe.core.config import check
+from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import Dataset
 from jaxpipe.models import Fit, Guarded, Task
 
 Params = dict[str, jax.Array]
 TASK: Task = "regression"
+MAX_BATCH = 1_000_000  # rows drawn per step: 4 MB a feature, far above system 3's 100
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Config(Guarded):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.steps > 0, "steps", "must be positive")
+        in_range(self.steps, "steps", 1, MAX_STEPS)
         check(self.lr > 0, "lr", "must be positive")
-        check(self.batch_size > 0, "batch_size", "must be positive")
+        in_range(self.batch_size, "batch_size", 1, MAX_BATCH)
+        in_range(self.seed, "seed", 0, SEED_MAX)
 
 
 def forward(params: Params, x: jax.Array) -> jax.Array:

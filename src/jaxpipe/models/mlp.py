@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpipe.core.config import check
+from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import Dataset
 from jaxpipe.models import Fit, Guarded, Task
+
+MAX_HIDDEN = 4096  # hidden units: far above XOR's 3, far below what exhausts memory
 
 Params = dict[str, jax.Array]
 TASK: Task = "binary"
@@ -40,6 +42,10 @@ class Config(Guarded):
         check(self.lr > 0, "lr", "must be positive")
         check(self.check_every > 0, "check_every", "must be positive")
         check(self.max_steps >= self.check_every, "max_steps", "must be >= check_every")
+        in_range(self.max_steps, "max_steps", 1, MAX_STEPS)
+        in_range(self.hidden, "hidden", 1, MAX_HIDDEN)
+        check(self.eps > 0, "eps", "must be positive")
+        in_range(self.seed, "seed", 0, SEED_MAX)
 
 
 def init(cfg: Config, n_features: int) -> Params:

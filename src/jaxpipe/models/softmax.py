@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpipe.core.config import check
+from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import Dataset
 from jaxpipe.models import Fit, Guarded, Task
 
@@ -34,7 +34,8 @@ class Config(Guarded):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.steps > 0, "steps", "must be positive")
+        in_range(self.steps, "steps", 1, MAX_STEPS)
+        in_range(self.seed, "seed", 0, SEED_MAX)
         check(self.lr > 0, "lr", "must be positive")
 
 
