@@ -1,23 +1,66 @@
-"""The mirror tool rewrites only the checksums that differ, keeping comments."""
+"""The mirror tool writes a mirror's differing checksums to the local overrides file, which
+the download stages merge over params.yaml; git ignores its edits and params.yaml is intact."""
 
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import md5
 
-from jaxpipe.tools.mirror import apply_mirror
+from jaxpipe.core.config import load_layered
+from jaxpipe.core.errors import ConfigError
+from jaxpipe.data.specs import DownloadConfig
+from jaxpipe.tools.mirror import apply_mirror, main
+from jaxpipe.tools.workspace import git
 
 ROOT = Path(__file__).parents[1]
 
 
-def test_overrides_differing_checksums_only(fake_mirror: Path, tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
-    changes = apply_mirror(params, fake_mirror)
-    data = yaml.safe_load(params.read_text())
-    files = data["download"]["mnist"]["files"]
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repo holding the project's params.yaml and its empty params.local.yaml."""
+    for name in ("params.yaml", "params.local.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "start")
+    return tmp_path
+
+
+def test_overrides_differing_checksums_only(fake_mirror: Path, repo: Path) -> None:
+    before = (repo / "params.yaml").read_text()
+    changes = apply_mirror(repo / "params.yaml", fake_mirror, repo / "params.local.yaml")
+    assert (repo / "params.yaml").read_text() == before
+    local = yaml.safe_load((repo / "params.local.yaml").read_text())
+    files = local["download"]["mnist"]["files"]
     assert files["test_labels"]["md5"] == md5(fake_mirror / "mnist" / "t10k-labels-idx1-ubyte.gz")
     assert ("mnist", "test_labels") in changes
-    assert "size" not in data["download"]["mobile_price"]["files"]["train"]
-    assert "# Every value the pipeline uses" in params.read_text()
-    assert apply_mirror(params, fake_mirror) == {}  # idempotent
+    cfg = load_layered(DownloadConfig, repo / "params.yaml", repo / "params.local.yaml",
+                       "download", "mobile_price")
+    assert cfg.files["train"].size is None  # the mirror's file differs: its size is unknown
+    assert cfg.files["train"].md5 == md5(fake_mirror / "mobile-price" / "train.csv")
+    assert cfg.kaggle_dataset  # everything else still comes from params.yaml
+    assert "# Local overrides of params.yaml" in (repo / "params.local.yaml").read_text()
+    assert git(repo, "status", "--porcelain") == ""  # nothing to commit by accident
+    assert apply_mirror(repo / "params.yaml", fake_mirror, repo / "params.local.yaml") == changes
+
+
+def test_reset_restores_the_committed_file(fake_mirror: Path, repo: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    committed = (repo / "params.local.yaml").read_text()
+    monkeypatch.chdir(repo)
+    main([str(fake_mirror)])
+    assert (repo / "params.local.yaml").read_text() != committed
+    main(["--reset"])
+    assert (repo / "params.local.yaml").read_text() == committed
+    flags = subprocess.run(["git", "ls-files", "-v", "params.local.yaml"], cwd=repo,
+                           capture_output=True, text=True, check=True).stdout
+    assert flags.startswith("H ")  # tracked normally again, not skip-worktree ("S")
+
+
+def test_a_malformed_local_file_names_itself(repo: Path) -> None:
+    (repo / "params.local.yaml").write_text("download:\n  mnist: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"params.local.yaml:download.mnist: expected a map"):
+        load_layered(DownloadConfig, repo / "params.yaml", repo / "params.local.yaml",
+                     "download", "mnist")

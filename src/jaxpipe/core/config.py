@@ -85,6 +85,29 @@ def load_config(cls: type[T], params_path: str | Path, section: str, name: str) 
     return parse(cls, load_params(params_path, section, name), f"{params_path}:{section}.{name}")
 
 
+def load_layered(cls: type[T], params_path: str | Path, local_path: str | Path | None,
+                 section: str, name: str) -> T:
+    """Like ``load_config``, with ``section.name`` of a local overrides file (when there is
+    one) deep-merged over params.yaml's first; errors name both files."""
+    raw = load_params(params_path, section, name)
+    where = f"{params_path}:{section}.{name}"
+    if local_path is not None and Path(local_path).is_file():
+        local = load_params(local_path) or {}
+        override = local.get(section, {}).get(name) if isinstance(local, Mapping) else None
+        if not isinstance(local, Mapping) or not isinstance(override, Mapping | None):
+            raise ConfigError(f"{local_path}:{section}.{name}: expected a mapping")
+        if override:
+            raw, where = merged(raw, override), f"{where} (+ {local_path})"
+    return parse(cls, raw, where)
+
+
+def merged(base: Any, override: Any) -> Any:
+    """``override`` deep-merged over ``base``: mappings key by key, anything else replaces."""
+    if not isinstance(base, Mapping) or not isinstance(override, Mapping):
+        return override
+    return {**base, **{k: merged(base.get(k), v) for k, v in override.items()}}
+
+
 def check(ok: bool, key: str, message: str) -> None:
     """Raise a ValueError that ``parse`` turns into a ConfigError naming ``key``."""
     if not ok:

@@ -1,18 +1,21 @@
 """Point the pipeline at a local mirror whose files differ from the official ones.
 
 A team's internal mirror (or ``../shared/datasets``, whose MNIST training files are a real
-subset) lists each file's MD5 in ``<mirror>/<folder>/MD5SUMS``. This rewrites the
-``download`` checksums in params.yaml for the files whose mirror MD5 differs, keeping the
-file's comments, and says which keys changed. Sizes of changed files are dropped.
+subset) lists each file's MD5 in ``<mirror>/<folder>/MD5SUMS``. This writes the checksums
+that differ from params.yaml's into ``params.local.yaml``, the local overrides file the
+download stages read (dvc.yaml lists it as their params file, so dvc.lock records it), and
+has git ignore its edits: params.yaml stays as committed, and a subset's checksums cannot be
+committed by accident.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 from pathlib import Path
 
-from jaxpipe.core.config import roundtrip_yaml
+from jaxpipe.core.config import read_yaml, roundtrip_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
@@ -51,32 +54,74 @@ def mirror_overrides(params: dict, mirror: Path) -> dict[tuple[str, str], str]:
     return changes
 
 
-def apply_mirror(params_path: Path, mirror: Path) -> dict[tuple[str, str], str]:
-    """Rewrite params.yaml's download checksums to match ``mirror``; return what changed."""
+LOCAL_HEADER = """\
+# Local overrides of params.yaml for this checkout only (deep-merged over it by the download
+# stages, and recorded in dvc.lock as their params). `jaxpipe-mirror DIR` writes a mirror's
+# checksums here and tells git to ignore the edit (skip-worktree), so a subset's checksums
+# are never committed by accident; `jaxpipe-mirror --reset` empties it again.
+"""
+
+
+def local_overrides(changes: dict[tuple[str, str], str]) -> dict:
+    """The ``download`` overrides for ``changes``: each file's mirror MD5, its size unknown."""
+    download: dict = {}
+    for (dataset, key), md5 in sorted(changes.items()):
+        files = download.setdefault(dataset, {}).setdefault("files", {})
+        files[key] = {"md5": md5, "size": None}
+    return {"download": download} if download else {}
+
+
+def write_local(local_path: Path, overrides: dict) -> None:
+    """Write the overrides file (header, then YAML), atomically; git keeps ignoring it."""
+    yaml = roundtrip_yaml()
+    with atomic_path(local_path) as tmp, open(tmp, "w") as handle:
+        handle.write(LOCAL_HEADER)
+        yaml.dump(overrides, handle)
+    _skip_worktree(local_path, not overrides)
+
+
+def _skip_worktree(path: Path, reset: bool) -> None:
+    """Tell git to ignore local edits of ``path`` (or to see them again), if git tracks it."""
+    cwd = path.resolve().parent
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=cwd,
+                             capture_output=True, check=False).returncode == 0
+    if tracked:
+        flag = "--no-skip-worktree" if reset else "--skip-worktree"
+        subprocess.run(["git", "update-index", flag, path.name], cwd=cwd, check=True,
+                       capture_output=True)
+
+
+def apply_mirror(params_path: Path, mirror: Path, local_path: Path
+                 ) -> dict[tuple[str, str], str]:
+    """Write into ``local_path`` the download checksums that ``mirror`` needs, where they
+    differ from ``params_path``'s; return what is overridden. params.yaml is not touched."""
     if not mirror.is_dir():
         raise JaxpipeError(f"{mirror}: mirror directory not found")
-    yaml = roundtrip_yaml()
-    params = yaml.load(params_path.read_text())
-    changes = mirror_overrides(params, mirror)
-    for (dataset, key), md5 in changes.items():
-        spec = params["download"][dataset]["files"][key]
-        spec["md5"] = md5
-        spec.pop("size", None)
+    changes = mirror_overrides(read_yaml(params_path.read_text()), mirror)
+    for (dataset, key), md5 in sorted(changes.items()):
         log.info("download.%s.files.%s.md5 -> %s (from the mirror)", dataset, key, md5)
-    if changes:
-        with atomic_path(params_path) as tmp, open(tmp, "w") as handle:
-            yaml.dump(params, handle)
+    write_local(local_path, local_overrides(changes))
     return changes
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mirror", type=Path, help="mirror directory (e.g. ../shared/datasets)")
+    parser.add_argument("mirror", type=Path, nargs="?",
+                        help="mirror directory (e.g. ../shared/datasets)")
+    parser.add_argument("--reset", action="store_true", help="drop every local override")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--local", type=Path, default=Path("params.local.yaml"),
+                        help="the local overrides file the download stages read")
     args = parser.parse_args(argv)
-    changes = apply_mirror(args.params, args.mirror)
-    log.info("%d checksum(s) overridden in %s; now run: JAXPIPE_MIRROR=%s dvc repro",
-             len(changes), args.params, args.mirror)
+    if args.reset:
+        write_local(args.local, {})
+        log.info("%s emptied: the download stages use params.yaml's checksums", args.local)
+        return
+    if args.mirror is None:
+        parser.error("give a mirror directory, or --reset")
+    changes = apply_mirror(args.params, args.mirror, args.local)
+    log.info("%d checksum(s) overridden in %s (git ignores its edits; params.yaml unchanged); "
+             "now run: JAXPIPE_MIRROR=%s dvc repro", len(changes), args.local, args.mirror)
 
 
 def entry() -> None:
