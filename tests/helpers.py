@@ -29,9 +29,15 @@ def md5(path: Path) -> str:
 
 
 def mobile_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """A mobile-price-shaped table whose price_range depends on ram (learnable)."""
+    """A mobile-price-shaped table that fits schemas/mobile_price.yaml, whose price_range
+    depends on ram (learnable)."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.integers(0, 20, size=(n, 20)), columns=MOBILE_COLUMNS[:-1])
+    for flag in ("blue", "dual_sim", "four_g", "three_g", "touch_screen", "wifi"):
+        frame[flag] = rng.integers(0, 2, size=n)
+    frame["n_cores"] = rng.integers(1, 9, size=n)
+    frame["clock_speed"] = rng.integers(5, 31, size=n) / 10
+    frame["m_dep"] = rng.integers(1, 11, size=n) / 10
     frame["ram"] = rng.integers(256, 4000, size=n)
     frame["price_range"] = np.digitize(frame["ram"], [1200, 2100, 3000])
     return frame

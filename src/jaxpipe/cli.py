@@ -1,4 +1,4 @@
-"""The ``jaxpipe`` command: what a user runs beside ``dvc`` (predict, static plots).
+"""The ``jaxpipe`` command: what a user runs beside ``dvc`` (check, predict, static plots).
 
 Library code never imports this module; it only calls into the library.
 """
@@ -40,6 +40,19 @@ def cmd_plots(args: argparse.Namespace) -> None:
     log.info("%d plots written to %s", len(written), args.out)
 
 
+def cmd_check(args: argparse.Namespace) -> None:
+    from jaxpipe.data.sources import mirror_from_env
+    from jaxpipe.preflight import preflight
+
+    mirror = args.mirror or mirror_from_env()
+    problems, summary = preflight(args.params, args.local, args.dvc_yaml, mirror)
+    for problem in problems:
+        log.error("%s", problem)
+    if problems:
+        raise JaxpipeError(f"{len(problems)} problem(s) found; nothing was run")
+    log.info("ok: %s", summary)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jaxpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     plots.add_argument("--format", choices=["svg", "png"], default="svg")
     plots.add_argument("--scale", type=float, default=1.0, help="PNG scale factor")
     plots.set_defaults(func=cmd_plots)
+    check = sub.add_parser("check", help="validate params, schemas and the mirror; run nothing")
+    check.add_argument("--params", type=Path, default=Path("params.yaml"))
+    check.add_argument("--local", type=Path, default=Path("params.local.yaml"))
+    check.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"))
+    check.add_argument("--mirror", type=Path, help="local mirror (default: $JAXPIPE_MIRROR)")
+    check.set_defaults(func=cmd_check)
     args = parser.parse_args(argv)
     args.func(args)
 

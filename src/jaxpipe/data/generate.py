@@ -8,7 +8,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sklearn.datasets import make_classification
 
 from jaxpipe.core.config import MAX_ROWS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import table_from_frame
@@ -52,6 +51,8 @@ def generate(cfg: GenerateConfig) -> pd.DataFrame:
         x = cfg.x_scale * rng.uniform(size=(cfg.n_samples, cfg.n_features))
         y = x @ np.asarray(cfg.weights) + rng.uniform(size=cfg.n_samples) + cfg.intercept
     else:
+        from sklearn.datasets import make_classification  # 1 s to import: only when used
+
         x, y = make_classification(n_samples=cfg.n_samples, n_features=cfg.n_features,
                                    n_classes=2, random_state=cfg.seed)
         y = y.astype(np.int64)

@@ -12,7 +12,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sklearn.model_selection import train_test_split
 
 from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import JaxpipeError
@@ -75,6 +74,13 @@ def select(frame: pd.DataFrame, cfg: PrepareConfig, source: str) -> pd.DataFrame
         if out.empty:
             raise JaxpipeError(f"{source}: no rows with '{cfg.target}' in {cfg.classes}")
     return out.reset_index(drop=True)
+
+
+def train_test_split(*arrays: object, **options: object) -> list:
+    """scikit-learn's splitter, imported when first used (it takes a second to import)."""
+    from sklearn.model_selection import train_test_split as split_arrays
+
+    return split_arrays(*arrays, **options)
 
 
 def split(frame: pd.DataFrame, cfg: PrepareConfig, source: str = "table"

@@ -40,19 +40,37 @@ def copy_verified(src: Path, dest: Path, spec: FileSpec) -> None:
             raise MirrorMismatch(f"{src}: {problem}")
 
 
+def _locate(mirror: Path, folder: str, spec: FileSpec) -> tuple[Path, str | None]:
+    """The mirror's copy of ``spec``, and why it cannot serve (absent, or not a regular
+    file inside the mirror: a symlink out of it is refused), or None."""
+    src = mirror / folder / spec.name
+    if not src.exists() and not src.is_symlink():
+        return src, f"not in local mirror {src.parent}"
+    real = src.resolve()
+    if not real.is_relative_to(mirror.resolve()) or not stat.S_ISREG(real.stat().st_mode):
+        return src, f"{src} is not a regular file inside the mirror {mirror}"
+    return src, None
+
+
+def mirror_problem(mirror: Path, folder: str, spec: FileSpec) -> str | None:
+    """Why the mirror cannot serve ``spec`` (``_locate``'s reasons, or its checksum fails),
+    or None; reads the file, copies nothing."""
+    src, problem = _locate(mirror, folder, spec)
+    if problem is None and (mismatch := verify(src.resolve(), spec)):
+        problem = f"{src}: {mismatch}"
+    return problem
+
+
 def fetch_from_mirror(mirror: Path | None, folder: str, spec: FileSpec, dest: Path
                       ) -> str | None:
     """Try the local mirror first; None if it delivered a verified file, else why not."""
     if mirror is None:
         return "no local mirror"
-    src = mirror / folder / spec.name
-    if not src.exists() and not src.is_symlink():
-        log.info("%s: not in local mirror %s", spec.name, src.parent)
-        return f"not in local mirror {src.parent}"
-    real = src.resolve()
-    if not real.is_relative_to(mirror.resolve()) or not stat.S_ISREG(real.stat().st_mode):
-        log.warning("local mirror refused: %s is not a regular file inside %s", src, mirror)
-        return f"{src} is not a regular file inside the mirror {mirror}"
+    src, problem = _locate(mirror, folder, spec)
+    if problem is not None:
+        log.log(logging.INFO if problem.startswith("not in") else logging.WARNING,
+                "%s: local mirror: %s", spec.name, problem)
+        return problem
     try:
         copy_verified(src, dest, spec)
     except DownloadError as exc:

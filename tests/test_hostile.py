@@ -1,0 +1,177 @@
+"""Hostile inputs through the real stage scripts: each fails with exit code 2 and one line
+naming the file, key, column or value at fault, and the earlier good outputs stay as they
+were, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import mobile_frame
+
+from jaxpipe.artifacts import flatten, load_model, save_model
+from jaxpipe.core.config import roundtrip_yaml
+
+ROOT = Path(__file__).parents[1]
+Edit = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def stage(cwd: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def snapshot(*paths: Path) -> dict[str, str]:
+    """Every file under ``paths`` with the MD5 of its bytes."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    return {str(f): hashlib.md5(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+
+def one_line_failure(proc: subprocess.CompletedProcess, *words: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def set_param(params: Path, dotted: str, value: object) -> None:
+    yaml = roundtrip_yaml()
+    data = yaml.load(params.read_text())
+    *keys, last = dotted.split(".")
+    node = data
+    for key in keys:
+        node = node[key]
+    node[last] = value
+    with params.open("w") as handle:
+        yaml.dump(data, handle)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with params.yaml, a good raw table, its prepared set and a trained model."""
+    work = tmp_path_factory.mktemp("hostile")
+    (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_param(work / "params.yaml", "train.logreg_mobile.steps", 20)
+    mobile_frame(200).to_csv(work / "good.csv", index=False)
+    prepare = stage(work, "prepare", "mobile_binary", "--input", "good.csv", "--schema",
+                    str(ROOT / "schemas/mobile_price.yaml"), "--out", "prepared")
+    assert prepare.returncode == 0, prepare.stderr
+    train = stage(work, "train", "logreg_mobile", "--data", "prepared", "--out", "model.st",
+                  "--history", "history.csv")
+    assert train.returncode == 0, train.stderr
+    return work
+
+
+TABLES: dict[str, tuple[Edit, tuple[str, ...]]] = {
+    "missing column": (lambda f: f.drop(columns=["ram"]), ("missing column 'ram'",)),
+    "extra column": (lambda f: f.assign(colour=1), ("column 'colour' is not in the schema",)),
+    "inf cell": (lambda f: f.astype({"m_dep": float}).assign(
+        m_dep=lambda g: g.m_dep.where(g.index != 4, np.inf)), ("'m_dep', row 5", "inf")),
+    "empty cell": (lambda f: f.astype({"ram": float}).assign(
+        ram=lambda g: g.ram.where(g.index != 2, np.nan)), ("'ram', row 3", "missing")),
+    "text cell": (lambda f: f.astype({"fc": object}).assign(
+        fc=lambda g: g.fc.where(g.index != 0, "many")), ("'fc', row 1", "'many'")),
+    "non-integer target": (lambda f: f.astype({"price_range": float}).assign(
+        price_range=lambda g: g.price_range.where(g.index != 6, 1.5)),
+        ("'price_range', row 7", "1.5 is not an integer")),
+    "unknown class": (lambda f: f.assign(price_range=lambda g: g.price_range.where(
+        g.index != 1, 9)), ("'price_range', row 2", "9 is not one of [0, 1, 2, 3]")),
+    "out of range": (lambda f: f.assign(blue=lambda g: g.blue.where(g.index != 8, 3)),
+                     ("'blue', row 9",)),
+    "single class": (lambda f: f.assign(price_range=1), ("one class (1)",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TABLES))
+def test_a_bad_table_fails_in_one_line_and_keeps_the_old_output(work: Path, case: str) -> None:
+    edit, words = TABLES[case]
+    edit(mobile_frame(200)).to_csv(work / "bad.csv", index=False)
+    before = snapshot(work / "prepared")
+    proc = stage(work, "prepare", "mobile_binary", "--input", "bad.csv", "--schema",
+                 str(ROOT / "schemas/mobile_price.yaml"), "--out", "prepared")
+    one_line_failure(proc, "bad.csv", *words)
+    assert snapshot(work / "prepared") == before
+
+
+def test_a_duplicated_header_is_refused(work: Path) -> None:
+    text = (work / "good.csv").read_text().replace("sc_w", "sc_h", 1)
+    (work / "dup.csv").write_text(text)
+    proc = stage(work, "prepare", "mobile_binary", "--input", "dup.csv", "--schema",
+                 str(ROOT / "schemas/mobile_price.yaml"), "--out", "prepared")
+    one_line_failure(proc, "dup.csv", "column 'sc_h' appears more than once")
+
+
+PARAMS = [
+    ("train.logreg_mobile.steps", 10**9, "steps: 1000000000 is outside [1, 1_000_000]"),
+    ("train.logreg_mobile.seed", 2**40, "seed: 1099511627776 is outside [0, 4_294_967_295]"),
+    ("train.logreg_mobile.lr", float("nan"), "lr: must be positive"),
+    ("train.logreg_mobile.kind", "forest", "kind: 'forest' is not one of"),
+    ("train.logreg_mobile.stepz", 3, "logreg_mobile.stepz: unknown key"),
+    ("prepare.mobile_binary.test_size", 0.0, "test_size: 0 leaves no test rows"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), PARAMS, ids=[p[0].split(".")[-1] + str(
+    i) for i, p in enumerate(PARAMS)])
+def test_a_bad_param_fails_before_any_work(work: Path, tmp_path: Path, key: str, value: object,
+                                           message: str) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((work / "params.yaml").read_text())
+    set_param(params, key, value)
+    before = snapshot(work / "prepared", work / "model.st", work / "history.csv")
+    if key.startswith("train"):
+        proc = stage(work, "train", "logreg_mobile", "--data", "prepared", "--out", "model.st",
+                     "--history", "history.csv", "--params", str(params))
+    else:
+        proc = stage(work, "prepare", "mobile_binary", "--input", "good.csv", "--out",
+                     "prepared", "--params", str(params))
+    one_line_failure(proc, str(params), message)
+    assert snapshot(work / "prepared", work / "model.st", work / "history.csv") == before
+
+
+def test_hidden_zero_and_huge_generated_sets_name_their_bound(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    set_param(params, "generate.linear.n_samples", 10**12)
+    proc = stage(tmp_path, "generate", "linear", "--out", "x.parquet", "--params", str(params))
+    one_line_failure(proc, "n_samples: 1000000000000 is outside [1, 10_000_000]")
+    set_param(params, "train.xor_mlp.hidden", 0)
+    proc = stage(tmp_path, "train", "xor_mlp", "--data", "nowhere", "--out", "m.st",
+                 "--history", "h.csv", "--params", str(params))
+    one_line_failure(proc, "hidden: 0 is outside [1, 4_096]")
+    assert not list(tmp_path.glob("*.parquet")) and not (tmp_path / "m.st").exists()
+
+
+@pytest.mark.parametrize("damage", ["nan weight", "extra tensor", "wrong task", "bad scaler"])
+def test_a_damaged_model_file_is_refused_by_evaluate(work: Path, tmp_path: Path,
+                                                     damage: str) -> None:
+    flat, meta = load_model(work / "model.st")
+    params = {k: v.copy() for k, v in flatten(flat).items()}
+    if damage == "nan weight":
+        params["w"][0] = np.nan
+    elif damage == "extra tensor":
+        params["backdoor"] = np.zeros(1, np.float32)
+    elif damage == "wrong task":
+        meta = {**meta, "task": "regression"}
+    else:
+        meta = {**meta, "scaler": {**meta["scaler"], "scale": [0.0] * len(meta["scaler"]["mean"])}}
+    save_model(tmp_path / "bad.st", params, meta)
+    expected = {"nan weight": "parameter 'w' holds non-finite values",
+                "extra tensor": "unexpected parameter 'backdoor'",
+                "wrong task": "task 'regression' does not match kind 'logreg'",
+                "bad scaler": "'scale' holds a value that is not positive"}[damage]
+    proc = stage(work, "evaluate", "logreg_mobile", "--model-file", str(tmp_path / "bad.st"),
+                 "--data", "prepared", "--metrics", str(tmp_path / "m.json"), "--plots",
+                 str(tmp_path / "plots"))
+    one_line_failure(proc, "bad.st", expected)
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "plots").exists()
