@@ -1,0 +1,73 @@
+"""One epoch of training, its batches either gathered on the devices from the training set
+they hold, or streamed from the Parquet file; both take the same rows in the same order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxpipe.core.console import bar
+from jaxpipe.models.cnn import mesh as meshes
+from jaxpipe.models.cnn import net, stream
+
+
+def batch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+    """The epoch's batches as rows of training-set indices: a permutation keyed by the seed
+    and the epoch, cut into whole batches (the last partial one dropped)."""
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.key(seed + 1), epoch), n)
+    n_batches = n // batch_size
+    return np.asarray(perm[: n_batches * batch_size]).reshape(n_batches, batch_size)
+
+
+class InMemory:
+    """The training set copied whole onto every device of the mesh; each step gathers its
+    batch by index there, so the host loop only dispatches."""
+
+    def __init__(self, mesh: Mesh, x: np.ndarray, y: np.ndarray, options: net.Options) -> None:
+        self.mesh = mesh
+        self.x, self.y = meshes.replicated(mesh, (x, y))
+        self.step = net.compiled_steps(options)[0]
+
+    def steps(self, order: np.ndarray) -> Iterator[tuple[jax.Array, ...]]:
+        batches = meshes.split_rows(self.mesh, order, axis=1)
+        for i in range(len(order)):
+            yield self.x, self.y, batches[i]
+
+
+class Streamed:
+    """Batches read from the Parquet file, this process's share only, placed as one global
+    batch split over the mesh."""
+
+    def __init__(self, mesh: Mesh, source: stream.ImageRows, budget_bytes: int,
+                 batch_size: int, options: net.Options) -> None:
+        self.mesh, self.source, self.batch_size = mesh, source, batch_size
+        self.share = meshes.local_rows(mesh, batch_size)
+        rows = self.share.stop - self.share.start
+        self.window = stream.window_batches(budget_bytes, rows, int(np.prod(source.shape)))
+        self.step = net.batch_step(options)
+
+    def steps(self, order: np.ndarray) -> Iterator[tuple[jax.Array, ...]]:
+        for x, y in stream.batches(self.source, order, self.share, self.window):
+            yield (meshes.from_local_rows(self.mesh, x, self.batch_size),
+                   meshes.from_local_rows(self.mesh, y, self.batch_size))
+
+
+def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: Any,
+              inputs: Iterator[tuple[jax.Array, ...]], n_batches: int, desc: str
+              ) -> tuple[Any, Any, np.ndarray]:
+    """One pass; a per-batch bar with the running loss when a person watches (the loss is
+    read back every 20 batches only then, so a CI run never waits on it)."""
+    losses = []
+    with bar(n_batches, desc) as shown:
+        for i, batch in enumerate(inputs):  # len(order) batches
+            params, opt_state, loss = step(graphdef, tx, params, opt_state, *batch)
+            losses.append(loss.addressable_shards[0].data)
+            if not shown.disable and i % 20 == 0:
+                shown.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
+            shown.update()
+    return params, opt_state, np.asarray(jnp.stack(losses))

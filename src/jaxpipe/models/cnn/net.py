@@ -1,0 +1,121 @@
+"""The network of system 4 as a Flax NNX module, its loss, and its compiled steps.
+
+Conv 32 (3x3) -> ReLU -> avg pool 2 -> Conv 64 (3x3) -> ReLU -> avg pool 2 -> Dense 256 ->
+ReLU -> Dense 10 (log-softmax). The same jitted step runs on one device or data-parallel
+over a mesh: the inputs' shardings (batch split, parameters replicated) decide, and XLA's
+partitioner adds the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+Options = tuple[tuple[str, str | bool | int], ...]
+
+
+class CNN(nnx.Module):
+    """The write-up's network; input (n, 28, 28, 1), output log-probabilities (n, 10)."""
+
+    def __init__(self, rngs: nnx.Rngs, n_classes: int = 10) -> None:
+        self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+        self.fc1 = nnx.Linear(7 * 7 * 64, 256, rngs=rngs)
+        self.fc2 = nnx.Linear(256, n_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = conv3x3_shifted(x, self.conv1.kernel[...], self.conv1.bias[...])
+        x = nnx.avg_pool(nnx.relu(x), window_shape=(2, 2), strides=(2, 2))
+        x = nnx.avg_pool(nnx.relu(self.conv2(x)), window_shape=(2, 2), strides=(2, 2))
+        x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
+        return nnx.log_softmax(self.fc2(x))
+
+
+def conv3x3_shifted(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """A 3x3 SAME convolution as nine shifted matrix products, the same function as nnx.Conv.
+
+    With one input channel, XLA's CPU convolution (and above all its weight gradient) is
+    several times slower than these products, whose gradients are plain matmuls.
+    """
+    n, h, w, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = sum(padded[:, i:i + h, j:j + w, :].reshape(-1, c) @ kernel[i, j]
+              for i in range(3) for j in range(3))
+    return (out + bias).reshape(n, h, w, -1)
+
+
+def init(seed: int) -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph definition and freshly initialised parameters."""
+    return nnx.split(CNN(nnx.Rngs(seed)), nnx.Param)
+
+
+@functools.cache
+def abstract() -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph definition and parameter shapes, traced without initialising anything."""
+    return nnx.split(nnx.eval_shape(lambda: CNN(nnx.Rngs(0))), nnx.Param)
+
+
+def _loss(graphdef: nnx.GraphDef, params: nnx.State, x: jax.Array, y: jax.Array) -> jax.Array:
+    logp = nnx.merge(graphdef, params)(x)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def _batch_step(graphdef, tx, params, opt_state, x, y):
+    """One Adam step on the batch ``(x, y)``: the whole batch's mean loss and gradient."""
+    loss, grads = jax.value_and_grad(_loss, argnums=1)(graphdef, params, x, y)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def _indexed_step(graphdef, tx, params, opt_state, x_all, y_all, idx):
+    """One step on rows ``idx`` of the training set held on the device(s)."""
+    return _batch_step(graphdef, tx, params, opt_state, x_all[idx], y_all[idx])
+
+
+def _log_probs(graphdef, params, x):
+    return nnx.merge(graphdef, params)(x)
+
+
+@functools.cache
+def compiled_steps(options: Options = ()) -> tuple[Callable, Callable]:
+    """The jitted training step (batch gathered by index from the device-held set; buffers
+    donated) and forward pass, with compiler options."""
+    return _compiled(options)[:2]
+
+
+@functools.cache
+def _compiled(options: Options) -> tuple[Callable, Callable, Callable]:
+    opts = dict(options) or None
+    donate = ("params", "opt_state")
+    indexed = jax.jit(_indexed_step, static_argnames=("graphdef", "tx"),
+                      donate_argnames=donate, compiler_options=opts)
+    forward = jax.jit(_log_probs, static_argnames=("graphdef",), compiler_options=opts)
+    batch = jax.jit(_batch_step, static_argnames=("graphdef", "tx"),
+                    donate_argnames=donate, compiler_options=opts)
+    return indexed, forward, batch
+
+
+def batch_step(options: Options = ()) -> Callable:
+    """The jitted step that takes its batch as an input (the streaming path)."""
+    return _compiled(options)[2]
+
+
+def probs(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch_size: int,
+          forward: Callable) -> np.ndarray:
+    """Class probabilities for every row of ``x`` (the last partial batch included)."""
+    chunks = [forward(graphdef, params, jnp.asarray(x[i:i + batch_size]))
+              for i in range(0, len(x), batch_size)]
+    return np.exp(np.concatenate([np.asarray(c) for c in chunks]))
+
+
+def mean_loss(graphdef, params, x: np.ndarray, y: np.ndarray, batch_size: int,
+              forward: Callable) -> float:
+    """Mean cross-entropy over ``x`` (the validation loss)."""
+    p = probs(graphdef, params, x, batch_size, forward)
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-30))))
