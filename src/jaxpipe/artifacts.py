@@ -129,8 +129,8 @@ def load_trained(path: str | Path) -> Trained:
         raise JaxpipeError(f"{path}: task {meta.get('task')!r} does not match kind {kind!r} "
                            f"({module.TASK!r})")
     config = parse(module.Config, meta.get("config"), f"{path}:config")
+    check_scaler(meta.get("scaler"), f"{path}: scaler")  # templates read its feature count
     params = unflatten(flat, module.template(config, meta), str(path))
-    check_scaler(meta.get("scaler"), f"{path}: scaler")
     return Trained(kind, module, config, params, meta)
 
 

@@ -84,13 +84,13 @@ def _section(cls: type, data: Mapping, params: Path, section: str, key: str) -> 
     return parse(cls, data[section][key], f"{params}:{section}.{key}")
 
 
-def check_schemas(items: dict[str, dict]) -> list[str]:
-    """Every schema file the prepare stages name in dvc.yaml parses."""
+def check_schemas(items: dict[str, dict], root: Path) -> list[str]:
+    """Every schema file the prepare stages name in dvc.yaml (paths from ``root``) parses."""
     problems: list[str] = []
     paths = sorted({item["schema"] for item in items.get("prepare", {}).values()
                     if "schema" in item})
     for path in paths:
-        _attempt(problems, lambda p=path: load_schema(p))
+        _attempt(problems, lambda p=path: load_schema(root / p))
     return problems
 
 
@@ -122,7 +122,7 @@ def preflight(params: Path, local: Path | None, dvc_yaml: Path, mirror: Path | N
               ) -> tuple[list[str], str]:
     """Every check; the problems (one line each) and a summary of what was checked."""
     items = stage_items(dvc_yaml)
-    problems = check_params(params, local, items) + check_schemas(items)
+    problems = check_params(params, local, items) + check_schemas(items, dvc_yaml.parent)
     summary = f"{sum(len(v) for v in items.values())} stage entries"
     if mirror is not None:
         mirror_problems, verified = check_mirror(params, local, mirror)

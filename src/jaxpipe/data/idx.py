@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def read_idx(path: str | Path, max_bytes: int = MAX_BYTES) -> np.ndarray:
             if len(dims) < 4 * ndim:
                 raise JaxpipeError(f"{path}: truncated IDX header")
             shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            size = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+            if size == 0:
+                raise JaxpipeError(f"{path}: header says {shape}: no data")
             if size > max_bytes:
                 raise JaxpipeError(f"{path}: header says {shape}, {size} bytes, more than the "
                                    f"{max_bytes} allowed")

@@ -69,6 +69,8 @@ def select(frame: pd.DataFrame, cfg: PrepareConfig, source: str) -> pd.DataFrame
         if bad.size:
             raise JaxpipeError(f"{source}: column '{cfg.target}', row {bad[0] + 1}: "
                                f"{target[bad[0]]:g} is not a class label (an integer)")
+    if out.empty:
+        raise JaxpipeError(f"{source}: no data rows")
     if cfg.classes is not None:
         out = out[out[cfg.target].isin(cfg.classes)]
         if out.empty:

@@ -1,0 +1,86 @@
+"""`jaxpipe check` finds a bad params value, schema or mirror file without running a stage."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import md5
+from test_hostile import set_param
+
+from jaxpipe.preflight import preflight
+
+ROOT = Path(__file__).parents[1]
+
+
+def project(tmp_path: Path) -> Path:
+    for name in ("params.yaml", "params.local.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    return tmp_path
+
+
+def run_check(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "JAXPIPE_MIRROR"}
+    return subprocess.run([sys.executable, "-m", "jaxpipe.cli", "check", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_the_project_as_committed_passes(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    proc = run_check(project(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: 23 stage entries" in proc.stderr
+    assert time.perf_counter() - started < 60  # generous on a loaded CI machine; ~3 s quiet
+
+
+def test_every_bad_value_is_listed_in_one_run(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    set_param(root / "params.yaml", "train.xor_mlp.hidden", 0)
+    set_param(root / "params.yaml", "prepare.linear.test_size", 1.5)
+    set_param(root / "params.yaml", "download.mnist.timeout_s", -1)
+    (root / "schemas" / "xor.yaml").write_text("columns:\n  y: {type: integer}\n")
+    problems, _ = preflight(root / "params.yaml", root / "params.local.yaml",
+                            root / "dvc.yaml", None)
+    joined = "\n".join(problems)
+    assert "train.xor_mlp.hidden: 0 is outside [1, 4_096]" in joined
+    assert "prepare.linear.test_size: must be in [0, 1)" in joined
+    assert "download.mnist.timeout_s: must be positive" in joined
+    assert "xor.yaml.columns.y.type: 'integer' is not one of ['int', 'float']" in joined
+    proc = run_check(root)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: 4 problem(s) found; nothing was run"
+
+
+def test_a_missing_entry_for_a_stage_is_named(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    text = (root / "params.yaml").read_text().replace("  xor_mlp:", "  xor_mlq:", 1)
+    (root / "params.yaml").write_text(text)
+    problems, _ = preflight(root / "params.yaml", None, root / "dvc.yaml", None)
+    assert any("train: missing key 'xor_mlp' (dvc.yaml has a stage for it)" in p
+               for p in problems)
+
+
+def test_the_mirror_is_verified_and_the_fix_named(tmp_path: Path, fake_mirror: Path) -> None:
+    root = project(tmp_path)
+    proc = run_check(root, "--mirror", str(fake_mirror))
+    assert proc.returncode == 2
+    assert "checksum mismatch" in proc.stderr and f"jaxpipe-mirror {fake_mirror}" in proc.stderr
+    subprocess.run([sys.executable, "-m", "jaxpipe.tools.mirror", str(fake_mirror)], cwd=root,
+                   check=True, capture_output=True)
+    proc = run_check(root, "--mirror", str(fake_mirror))
+    assert proc.returncode == 0, proc.stderr
+    assert "5 mirror file(s) verified" in proc.stderr
+    outside = tmp_path / "secret.gz"
+    outside.write_bytes((fake_mirror / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    assert md5(outside)  # same bytes, so only confinement can refuse it
+    evil = tmp_path / "evil"
+    shutil.copytree(fake_mirror, evil)
+    (evil / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    (evil / "mnist" / "t10k-labels-idx1-ubyte.gz").symlink_to(outside)
+    proc = run_check(root, "--mirror", str(evil))
+    assert proc.returncode == 2 and "is not a regular file inside the mirror" in proc.stderr
