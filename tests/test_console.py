@@ -15,6 +15,9 @@ from jaxpipe.core.errors import JaxpipeError
 def main(argv):
     if sys.argv[1] == "expected":
         raise JaxpipeError("data/x.csv: column 'ram' is missing")
+    if sys.argv[1] == "full":
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device", "metrics/x.json.tmp")
     if sys.argv[1] == "sleep":
         time.sleep(30)
         open(sys.argv[2], "w").write("late")
@@ -42,6 +45,14 @@ def test_expected_and_unexpected_failures_are_one_line_exit_2(tmp_path: Path) ->
         "directory: '/nonexistent/dir/out.json'"]
     shown = _stage(tmp_path, "cnn_mnist", JAXPIPE_TRACEBACK="1")
     assert "Traceback (most recent call last)" in shown.stderr and shown.returncode == 2
+
+
+def test_a_full_disk_or_read_only_folder_has_its_own_line(tmp_path: Path) -> None:
+    full = _stage(tmp_path, "full")
+    assert full.returncode == 2
+    assert full.stderr.strip().splitlines() == [
+        "error: evaluate@full: cannot write metrics/x.json.tmp: no space left on device; "
+        "earlier outputs are untouched"]
 
 
 def test_a_stage_exits_when_its_parent_dies(tmp_path: Path) -> None:

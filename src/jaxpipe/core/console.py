@@ -7,6 +7,7 @@ stage script and tool calls from ``__main__``.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -78,10 +79,25 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         raise SystemExit(2) from None
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 2
-        if os.environ.get(TRACEBACK_ENV) == "1":
-            traceback.print_exc()
-        message = " ".join(str(exc).split()) or "(no message)"
-        sys.stderr.write(f"error: {_name(argv)}: unexpected {type(exc).__name__}: "
-                         f"{message[:300]}\n")
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRORS:
+            _unexpected(exc, argv)
+        sys.stderr.write(f"error: {_name(argv)}: cannot write {exc.filename or 'an output'}: "
+                         f"{_STORAGE_ERRORS[exc.errno]}; earlier outputs are untouched\n")
         raise SystemExit(2) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 2
+        _unexpected(exc, argv)
+
+
+_STORAGE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                   errno.EPERM: "operation not permitted"}
+
+
+def _unexpected(exc: BaseException, argv: list[str] | None) -> None:
+    if os.environ.get(TRACEBACK_ENV) == "1":
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split()) or "(no message)"
+    sys.stderr.write(f"error: {_name(argv)}: unexpected {type(exc).__name__}: "
+                     f"{message[:300]}\n")
+    raise SystemExit(2) from None
