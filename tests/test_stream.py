@@ -1,0 +1,80 @@
+"""A training set over the memory budget streams from its Parquet file, with the same
+batches, and the same trained bytes, as the in-memory path for the same seed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxpipe.artifacts import flatten
+from jaxpipe.data.tables import image_table, load_dataset, write_dataset
+from jaxpipe.models import cnn
+from jaxpipe.models.cnn import loop, stream
+
+SCALER = {"features": ["image"], "mean": [33.0], "scale": [60.0], "target": "label"}
+
+
+def write_images(folder: Path, n_train: int = 256, n_val: int = 100, seed: int = 0) -> Path:
+    """A prepared MNIST-shaped folder: a bright bar whose place encodes the label."""
+    rng = np.random.default_rng(seed)
+
+    def table(n: int):
+        labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
+        images = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 250
+        return image_table(images, labels)
+
+    write_dataset(folder, {"train": table(n_train), "val": table(n_val), "test": table(50)},
+                  SCALER)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_images(tmp_path_factory.mktemp("images"), n_train=5000)
+
+
+def test_rows_read_by_scan_are_the_rows_loaded_whole(folder: Path) -> None:
+    whole = load_dataset(folder).split("train")
+    source = stream.ImageRows(folder / "train.parquet", SCALER)
+    rows = np.array([0, 1, 4095, 4096, 4999])  # both sides of a SCAN_ROWS boundary
+    np.testing.assert_array_equal(source.scaled(source.read(rows)), whole.x[rows])
+    np.testing.assert_array_equal(source.labels, whole.y)
+    assert stream.ImageRows(folder / "train.parquet", SCALER, limit=10).n == 10
+
+
+def test_streamed_batches_are_the_in_memory_batches_in_order(folder: Path) -> None:
+    whole = load_dataset(folder).split("train")
+    source = stream.ImageRows(folder / "train.parquet", SCALER)
+    order = loop.batch_order(0, 1, source.n, 64)
+    share = slice(16, 48)  # the second of two processes, say, with 32 rows each
+    got = list(stream.batches(source, order, share, window=7))
+    assert len(got) == len(order) == 5000 // 64
+    for (x, y), rows in zip(got, order[:, share], strict=True):
+        np.testing.assert_array_equal(x, whole.x[rows])
+        np.testing.assert_array_equal(y, whole.y[rows])
+
+
+def test_a_window_keeps_two_windows_of_raw_rows_within_the_budget() -> None:
+    assert stream.window_batches(1 << 20, 64, 784) == (1 << 20) // (2 * 64 * 784)
+    assert stream.window_batches(1, 64, 784) == 1  # never less than one batch
+
+
+def test_training_over_the_budget_streams_and_gives_the_same_bytes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="jaxpipe.models.cnn")
+    data = load_dataset(write_images(tmp_path))
+    # 256 images are 0.8 MB as float32; 0.1 MB holds two windows of 2 batches of 32
+    runs = {budget: cnn.fit(cnn.Config(epochs=2, batch_size=32, eval_batch_size=100,
+                                       memory_budget_mb=budget), data)
+            for budget in (None, 0.1)}
+    assert "streaming it" in caplog.text
+    held, streamed = (flatten(runs[b].params) for b in (None, 0.1))
+    assert held.keys() == streamed.keys()
+    for name in held:
+        np.testing.assert_array_equal(held[name], streamed[name], err_msg=name)
+    assert runs[None].history == runs[0.1].history
