@@ -91,7 +91,8 @@ def compiled_steps(options: Options = ()) -> tuple[Callable, Callable]:
 
 @functools.cache
 def _compiled(options: Options) -> tuple[Callable, Callable, Callable]:
-    opts = dict(options) or None
+    cpu = jax.default_backend() == "cpu"  # a GPU run skips CPU-only (xla_cpu_*) options
+    opts = {k: v for k, v in options if cpu or not k.startswith("xla_cpu_")} or None
     donate = ("params", "opt_state")
     indexed = jax.jit(_indexed_step, static_argnames=("graphdef", "tx"),
                       donate_argnames=donate, compiler_options=opts)
