@@ -1,0 +1,137 @@
+"""Plant the realistic bugs of issue 15 one at a time and check a fast test catches each.
+
+Each bug is a one-line edit of a copy of ``src/`` (the tree itself is never touched); the
+named fast test files run against that copy (PYTHONPATH first) and must fail. Prints a
+Markdown table; exits 1 if any bug got through, or if an edit no longer applies.
+
+    python mutation/planted.py            # every bug
+    python mutation/planted.py cnn-lr     # some, by id
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+T = "tests/"
+
+
+@dataclass(frozen=True)
+class Bug:
+    id: str
+    what: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+BUGS = [
+    Bug("cnn-lr", "CNN ignores its configured learning rate", "models/cnn/__init__.py",
+        "tx = optax.adam(cfg.lr)", "tx = optax.adam(1e-3)", (T + "test_behaviour_models.py",)),
+    Bug("cnn-last-epoch", "CNN returns the last epoch's parameters, not the best-validation",
+        "models/cnn/__init__.py", "return Fit(best[2], history, info)",
+        "return Fit(here, history, info)", (T + "test_behaviour_models.py",)),
+    Bug("split-seed", "train/test split ignores its seed", "data/prepare.py",
+        "train_test_split(frame, test_size=cfg.test_size, random_state=cfg.seed",
+        "train_test_split(frame, test_size=cfg.test_size, random_state=0",
+        (T + "test_behaviour_splits.py",)),
+    Bug("val-seed", "MNIST validation hold-out ignores its seed", "data/prepare.py",
+        "test_size=cfg.val_size, random_state=cfg.seed", "test_size=cfg.val_size, random_state=0",
+        (T + "test_behaviour_splits.py",)),
+    Bug("val-stratify", "MNIST validation hold-out loses its stratification", "data/prepare.py",
+        "stratify=train_y", "stratify=None", (T + "test_behaviour_splits.py",)),
+    Bug("split-stratify", "table split loses its stratification", "data/prepare.py",
+        "stratify=strat)", "stratify=None)", (T + "test_behaviour_splits.py",)),
+    Bug("ref-on-train", "scikit-learn reference scored on the training split", "evaluate.py",
+        'reference(task, data.split("train"), scored, cfg)',
+        'reference(task, data.split("train"), data.split("train"), cfg)',
+        (T + "test_evaluate.py",)),
+    Bug("model-on-train", "the model scored on the training split", "evaluate.py",
+        "scored = data.split(cfg.split)", 'scored = data.split("train")',
+        (T + "test_evaluate.py",)),
+    Bug("zip-symlink", "zip extraction's symbolic-link check removed", "data/kaggle.py",
+        "if (info.external_attr >> 16) & 0o170000 == 0o120000:", "if False:",
+        (T + "test_behaviour_security.py",)),
+    Bug("json-nan", "JSON written with NaN allowed", "core/fileio.py",
+        "indent=2, sort_keys=True, allow_nan=False", "indent=2, sort_keys=True, allow_nan=True",
+        (T + "test_behaviour_writers.py",)),
+    Bug("json-order", "JSON written without sorted keys", "core/fileio.py",
+        "indent=2, sort_keys=True, allow_nan=False", "indent=2, sort_keys=False, allow_nan=False",
+        (T + "test_behaviour_writers.py",)),
+    Bug("meta-order", "model-file metadata without a fixed key order", "artifacts.py",
+        'sort_keys=True, separators=(",", ":")', 'sort_keys=False, separators=(",", ":")',
+        (T + "test_behaviour_writers.py",)),
+    Bug("meta-nan", "model-file metadata written with NaN allowed", "artifacts.py",
+        'separators=(",", ":"), allow_nan=False', 'separators=(",", ":"), allow_nan=True',
+        (T + "test_behaviour_writers.py",)),
+    Bug("xor-check-steps", "off-by-one in XOR's check-every-10 rule (9 steps a chunk)",
+        "models/mlp.py", "jax.lax.fori_loop(0, check_every, step",
+        "jax.lax.fori_loop(0, check_every - 1, step", (T + "test_behaviour_models.py",)),
+    Bug("xor-count", "off-by-one in XOR's reported step", "models/mlp.py",
+        "return params, losses, n * check_every, done",
+        "return params, losses, n * check_every + 1, done", (T + "test_behaviour_models.py",)),
+    Bug("xor-max", "off-by-one in XOR's last chunk", "models/mlp.py",
+        "return (n < chunks) & ~done", "return (n <= chunks) & ~done",
+        (T + "test_behaviour_models.py",)),
+    Bug("lr-range", "the learning-rate range check removed (XOR)", "models/mlp.py",
+        'check(self.lr > 0, "lr", "must be positive")', "pass",
+        (T + "test_behaviour_models.py",)),
+    Bug("lr-range-cnn", "the learning-rate range check removed (CNN)", "models/cnn/__init__.py",
+        'check(self.lr > 0, "lr", "must be positive")', "pass",
+        (T + "test_behaviour_models.py",)),
+]
+
+
+def plant(bug: Bug, src: Path) -> str:
+    """Run the bug's tests against a copy of ``src`` with the bug in; the outcome in words."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "src"
+        shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        path = copy / "jaxpipe" / bug.file
+        text = path.read_text()
+        if text.count(bug.old) != 1:
+            return f"NOT PLANTED ({bug.old!r} found {text.count(bug.old)} times)"
+        path.write_text(text.replace(bug.old, bug.new))
+        env = {**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m",
+               "not e2e", *bug.tests]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    failed = [line.split("::", 1)[1].split(" ")[0] for line in proc.stdout.splitlines()
+              if line.startswith("FAILED ")]
+    if proc.returncode == 1 and failed:
+        return f"caught by {failed[0]}"
+    return f"NOT CAUGHT (pytest exit {proc.returncode})"
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ids", nargs="*", help="bug ids (default: all)")
+    parser.add_argument("--src", type=Path, default=ROOT / "src")
+    args = parser.parse_args()
+    chosen = [b for b in BUGS if not args.ids or b.id in args.ids]
+    say("| bug | planted in | outcome | s |\n| --- | --- | --- | --- |")
+    ok = True
+    for bug in chosen:
+        started = time.monotonic()
+        outcome = plant(bug, args.src)
+        ok &= outcome.startswith("caught")
+        say(f"| {bug.what} | `{bug.file}` | {outcome} | {time.monotonic() - started:.0f} |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
