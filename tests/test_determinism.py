@@ -32,10 +32,12 @@ print(digest, fit.history["val_loss"])
 """
 
 
-def _train(cpus: set[int], **env: str) -> str:
+def _train(cpus: set[int], **env: str | None) -> str:
+    """The digest of a small CNN fit in a fresh process; ``env`` values of None are unset."""
+    merged = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(ROOT / "params.yaml"), str(ROOT / "tests")],
-        capture_output=True, text=True, check=True, env={**os.environ, **env},
+        capture_output=True, text=True, check=True, env=merged,
         preexec_fn=lambda: os.sched_setaffinity(0, cpus), timeout=300)
     return proc.stdout.strip()
 
@@ -51,3 +53,17 @@ def test_cnn_training_is_identical_on_one_and_two_cores_and_any_requested_pool()
     }
     assert len(set(results.values())) == 1, results
     assert hashlib.md5(b"").hexdigest() not in results["1 core"]
+
+
+def test_the_persistent_compilation_cache_changes_no_result(tmp_path: Path) -> None:
+    """jaxpipe turns JAX's compilation cache on by default: a warm cache gives the bytes a
+    cold one (and no cache) gives."""
+    cpus = set(sorted(os.sched_getaffinity(0))[:2])
+    cache = tmp_path / "jax-cache"
+    cold = _train(cpus, JAX_COMPILATION_CACHE_DIR=str(cache))
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len(entries) >= 3 and all(name.startswith("jit_") for name in entries), entries
+    warm = _train(cpus, JAX_COMPILATION_CACHE_DIR=str(cache))
+    off = _train(cpus, JAXPIPE_COMPILATION_CACHE="0", JAX_COMPILATION_CACHE_DIR=None,
+                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=None)
+    assert cold == warm == off

@@ -8,6 +8,13 @@ so the same inputs give the same bytes on any x86-64 machine with AVX2:
   pool, which otherwise follows the number of cores;
 - the instruction-set cap (``--xla_cpu_max_isa=AVX2`` in ``XLA_FLAGS``): an AVX-512 machine
   runs XLA's AVX2 kernels. (YNNPACK picks its own kernels; see README.)
+
+It also turns on JAX's persistent compilation cache in a user-level folder
+(``$XDG_CACHE_HOME/jaxpipe/jax``, else ``~/.cache/jaxpipe/jax``; never a DVC output), so a
+stage run again skips XLA compilation. The cache key covers the program, the compiler flags
+and the backend, so a cached executable is the one compilation would give: results do not
+change. ``JAX_COMPILATION_CACHE_DIR`` chooses another folder; ``JAXPIPE_COMPILATION_CACHE=0``
+turns it off.
 """
 
 import os as _os
@@ -37,4 +44,14 @@ def _pin_cpu_numerics() -> None:
                 "are not pinned, so results may differ from other machines")
 
 
+def _compilation_cache() -> None:
+    if _os.environ.get("JAXPIPE_COMPILATION_CACHE", "1") == "0":
+        return
+    base = _os.environ.get("XDG_CACHE_HOME") or _os.path.join(_os.path.expanduser("~"), ".cache")
+    _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _os.path.join(base, "jaxpipe", "jax"))
+    # every program, however quick to compile: the small models compile in well under 1 s
+    _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
 _pin_cpu_numerics()
+_compilation_cache()

@@ -123,6 +123,9 @@ def dvc(cwd: Path, *args: str, mirror: Path | None = None, check: bool = True,
     """Run the real ``dvc`` CLI in ``cwd`` (with JAXPIPE_MIRROR set if given), optionally
     under another machine's ``config``."""
     env = {**os.environ, **GIT_ENV}
+    # the workspace's own copy of the library, not the checkout an editable install points to
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(cwd).resolve() / "src"),
+                                                      os.environ.get("PYTHONPATH")]))
     if mirror is not None:
         env["JAXPIPE_MIRROR"] = str(mirror.resolve())
     config = config or RunConfig()
