@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from jaxpipe.artifacts import Trained
-from jaxpipe.core.config import check
+from jaxpipe.core.config import MAX_STEPS, check, in_range
 from jaxpipe.core.fileio import output_set, write_csv_rows, write_json
 from jaxpipe.data.tables import Dataset, Split
 
@@ -31,6 +31,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
         check(self.reference_c > 0, "reference_c", "must be positive")
+        in_range(self.reference_max_iter, "reference_max_iter", 1, MAX_STEPS)
 
 
 @dataclass(frozen=True)
