@@ -72,11 +72,14 @@ def _fresh(x: np.ndarray) -> np.ndarray:
     return np.array(x.transpose(0, 3, 1, 2), order="C", copy=True)
 
 
-def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int) -> dict:
-    """Images/s of the same network in PyTorch eager on the CPU."""
+def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int,
+                     compiled: bool = False) -> dict:
+    """Images/s of the same network in PyTorch on the CPU: eager, or ``torch.compile``d
+    (its first step, which compiles, is timed apart)."""
     import torch
     torch.manual_seed(0)
     net = torch_net()
+    model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xt = torch.from_numpy(_fresh(x))
     yt = torch.from_numpy(y.astype(np.int64))
@@ -85,15 +88,20 @@ def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int) -> di
     def one(i: int) -> None:
         sl = torch.arange(i * batch, (i + 1) * batch) % n
         opt.zero_grad()
-        torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
+        torch.nn.functional.nll_loss(model(xt[sl]), yt[sl]).backward()
         opt.step()
 
-    one(0)
+    warm = 3 if compiled else 1  # torch.compile may compile again on its second call
     started = time.perf_counter()
-    for i in range(1, steps):
+    for i in range(warm):
         one(i)
-    return {"images_per_s": (steps - 1) * batch / (time.perf_counter() - started),
-            "threads": torch.get_num_threads(), "version": torch.__version__}
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(warm, steps):
+        one(i)
+    return {"images_per_s": (steps - warm) * batch / (time.perf_counter() - started),
+            "compile_s": compile_s, "threads": torch.get_num_threads(),
+            "version": torch.__version__}
 
 
 def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: int) -> float:
@@ -118,6 +126,43 @@ def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: in
     return float((pred.numpy() == y_test).mean())
 
 
+def torch_stage(train_x, train_y, val_x, val_y, epochs: int, batch: int, seed: int,
+                compiled: bool) -> dict:
+    """The PyTorch twin of the whole ``train@cnn_mnist`` fit: every epoch shuffled, trained
+    (drop remainder), validated on the val split in batches of 1,000, the best-validation
+    parameters copied; timed from first step to last copy (``compiled``: torch.compile)."""
+    import copy
+
+    import torch
+    torch.manual_seed(seed)
+    net = torch_net()
+    model = torch.compile(net) if compiled else net
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(_fresh(train_x)), torch.from_numpy(train_y.astype(np.int64))
+    xv, yv = torch.from_numpy(_fresh(val_x)), torch.from_numpy(val_y.astype(np.int64))
+    gen = torch.Generator().manual_seed(seed)
+    best, history = (np.inf, 0, None), []
+    started = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(len(xt) // batch):
+            sl = perm[i * batch:(i + 1) * batch]
+            opt.zero_grad()
+            torch.nn.functional.nll_loss(model(xt[sl]), yt[sl]).backward()
+            opt.step()
+        with torch.no_grad():
+            val = float(sum(torch.nn.functional.nll_loss(model(xv[i:i + 1000]), yv[i:i + 1000],
+                                                         reduction="sum")
+                            for i in range(0, len(xv), 1000))) / len(xv)
+        history.append(val)
+        if val < best[0]:
+            best = (val, epoch, copy.deepcopy(net.state_dict()))
+    fit_s = time.perf_counter() - started
+    trained = epochs * (len(xt) // batch) * batch
+    return {"fit_s": fit_s, "images_per_s": trained / fit_s, "val_loss": history,
+            "best_epoch": best[1], "threads": torch.get_num_threads()}
+
+
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     """GFLOP/s of a large float32 matmul in JAX on this machine (the best of ``repeats``)."""
     a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
@@ -132,7 +177,9 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
 
 
 def main() -> None:
-    """``python benchmarks/cnn.py VARIANT STEPS OPTIONS_JSON``: one measurement, as JSON.
+    """``python benchmarks/cnn.py VARIANT STEPS OPTIONS_JSON``: one measurement, as JSON
+    (VARIANT jaxpipe, plain_flax, torch, torch_compile; or torch_stage, torch_compile_stage
+    with STEPS read as epochs).
 
     Each measurement runs in its own process, so neither framework's thread pool (JAX's,
     PyTorch's OpenMP) is left spinning while the other is timed.
@@ -144,9 +191,14 @@ def main() -> None:
     from jaxpipe.data.tables import load_dataset
 
     variant, steps, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-    train = load_dataset(Path(__file__).resolve().parents[1] / "data/prepared/mnist").split("train")
-    if variant == "torch":
-        result = torch_throughput(train.x, train.y, steps, 64)
+    data = load_dataset(Path(__file__).resolve().parents[1] / "data/prepared/mnist")
+    train = data.split("train")
+    if variant in ("torch_stage", "torch_compile_stage"):  # steps: epochs here
+        val = data.split("val")
+        result = torch_stage(train.x, train.y, val.x, val.y, steps, 64, 0,
+                             variant == "torch_compile_stage")
+    elif variant in ("torch", "torch_compile"):
+        result = torch_throughput(train.x, train.y, steps, 64, variant == "torch_compile")
     else:
         result = jax_throughput(train.x, train.y, steps, 64, variant == "plain_flax", options)
     sys.stdout.write(json.dumps(result) + "\n")

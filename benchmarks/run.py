@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cnn as cnn_bench  # noqa: E402
 import writeups  # noqa: E402
+from pipeline import bench_overhead, bench_pipeline, bench_stage  # noqa: E402
 
 DATA = ROOT / "data"
 
@@ -59,9 +60,11 @@ def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
     """jaxpipe's CNN step vs the plain Flax step vs PyTorch eager, interleaved rounds."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]
     options = params.get("compiler_options") or {}
-    runs: dict[str, list[dict]] = {"jaxpipe": [], "plain_flax": [], "torch": []}
+    runs: dict[str, list[dict]] = {"jaxpipe": [], "plain_flax": [], "torch": [],
+                                   "torch_compile": []}
     for _ in range(rounds):  # interleaved, each measurement in a fresh process
-        for variant, opts in (("jaxpipe", options), ("plain_flax", {}), ("torch", {})):
+        for variant, opts in (("jaxpipe", options), ("plain_flax", {}), ("torch", {}),
+                              ("torch_compile", {})):
             proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cnn.py"), variant,
                                    str(steps), json.dumps(opts)], capture_output=True,
                                   text=True, check=True)
@@ -73,8 +76,9 @@ def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
     out = {"images_per_s": rate, "jaxpipe_vs_torch": statistics.median(ratios),
            "jaxpipe_vs_torch_per_round": ratios,
            "plain_flax_vs_torch": rate["plain_flax"] / rate["torch"],
+           "jaxpipe_vs_torch_compile": rate["jaxpipe"] / rate["torch_compile"],
            "compile_s": {k: statistics.median(r["compile_s"] for r in runs[k])
-                         for k in ("jaxpipe", "plain_flax")},
+                         for k in ("jaxpipe", "plain_flax", "torch_compile")},
            "gflops_jaxpipe": rate["jaxpipe"] * 28e6 / 1e9, "matmul_peak_gflops": peak,
            "fraction_of_peak": rate["jaxpipe"] * 28e6 / 1e9 / peak,
            "torch": {k: runs["torch"][0][k] for k in ("threads", "version")}}
@@ -156,40 +160,22 @@ def bench_mnist_io() -> dict:
             "load_vs_idx_decode": load_s / decode_s, "load_split_float32_s": model_ready_s}
 
 
-def _run_s(cmd: list[str], env: dict | None = None) -> float:
-    started = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
-
-
-def bench_overhead() -> dict:
-    """No-op `dvc repro`, and a stage's start-up with and without a JAX compilation cache."""
-    out = {"import_s": _run_s([sys.executable, "-c", "import jaxpipe.train"]),
-           "jax_init_s": _run_s([sys.executable, "-c",
-                                 "import jax; jax.numpy.zeros(1).block_until_ready()"])}
-    status = subprocess.run(["dvc", "status"], cwd=ROOT, capture_output=True, text=True)
-    if "up to date" in status.stdout:
-        out["noop_dvc_repro_s"] = _run_s(["dvc", "repro"])
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = [sys.executable, "stages/train.py", "softmax_mobile", "--data",
-                 "data/prepared/mobile_multiclass", "--out", f"{tmp}/m.safetensors",
-                 "--history", f"{tmp}/h.csv"]
-        cached = {**os.environ, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jaxcache",
-                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-        out["train_stage_s"] = min(_run_s(stage) for _ in range(2))
-        _run_s(stage, cached)  # fill the cache
-        out["train_stage_cached_s"] = min(_run_s(stage, cached) for _ in range(2))
-    out["cache_speedup"] = out["train_stage_s"] / out["train_stage_cached_s"]
-    return out
-
-
 def table(results: dict) -> str:
-    c, lg, xl, io, ov = (results[k] for k in ("cnn", "logreg", "xor_linreg", "mnist_io",
-                                              "overhead"))
+    c, st, lg, xl, io, ov = (results[k] for k in ("cnn", "stage", "logreg", "xor_linreg",
+                                                  "mnist_io", "overhead"))
     rows = [
-        ("CNN train, jaxpipe vs PyTorch eager", f"{c['jaxpipe_vs_torch']:.2f}x",
+        (f"train@cnn_mnist stage ({st['epochs']} epochs) vs PyTorch eager twin",
+         f"{st['jaxpipe_vs_torch']:.2f}x",
+         f"{st['jaxpipe']['images_per_s']:.0f} vs {st['torch']['images_per_s']:.0f} img/s; "
+         f"process {st['jaxpipe']['wall_s']:.1f} vs {st['torch']['wall_s']:.1f} s"),
+        ("train@cnn_mnist stage vs torch.compile twin", f"{st['jaxpipe_vs_torch_compile']:.2f}x",
+         f"{st['torch_compile']['images_per_s']:.0f} img/s; "
+         f"process {st['torch_compile']['wall_s']:.1f} s"),
+        ("CNN step, jaxpipe vs PyTorch eager", f"{c['jaxpipe_vs_torch']:.2f}x",
          f"{c['images_per_s']['jaxpipe']:.0f} vs {c['images_per_s']['torch']:.0f} img/s"),
+        ("CNN step, jaxpipe vs torch.compile", f"{c['jaxpipe_vs_torch_compile']:.2f}x",
+         f"{c['images_per_s']['torch_compile']:.0f} img/s, "
+         f"compile {c['compile_s']['torch_compile']:.0f} s"),
         ("CNN train, plain Flax vs PyTorch", f"{c['plain_flax_vs_torch']:.2f}x",
          f"{c['images_per_s']['plain_flax']:.0f} img/s"),
         ("CNN share of matmul peak", f"{c['fraction_of_peak']:.0%}",
@@ -210,6 +196,14 @@ def table(results: dict) -> str:
          f"{ov['train_stage_s']:.2f} s vs {ov['train_stage_cached_s']:.2f} s"),
         ("no-op dvc repro", f"{ov.get('noop_dvc_repro_s', float('nan')):.2f} s", ""),
     ]
+    if "pipeline" in results:
+        pl = results["pipeline"]
+        rows += [("dvc repro from scratch (cold compilation cache)",
+                  f"{pl['from_scratch_s']:.0f} s", ""),
+                 ("dvc repro --force (warm cache)", f"{pl['forced_warm_cache_s']:.0f} s", ""),
+                 ("no-op dvc repro (workspace)", f"{pl['noop_s']:.1f} s", ""),
+                 ("stage script imports (slowest)", f"{max(pl['stage_import_s'].values()):.2f} s",
+                  ", ".join(f"{k} {v:.2f}" for k, v in pl["stage_import_s"].items()))]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:>9}  {c_}" for a, b, c_ in rows)
 
@@ -219,6 +213,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--stage-rounds", type=int, default=2)
+    parser.add_argument("--stage-epochs", type=int, default=0,
+                        help="epochs of the whole-stage rows (default: params.yaml's)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="also time the whole pipeline from scratch in a throw-away copy")
     parser.add_argument("--accuracy", action="store_true",
                         help="also train the PyTorch twin for the full epochs")
     args = parser.parse_args()
@@ -227,10 +226,14 @@ def main() -> None:
     results = {"machine": {"cpu": platform.processor() or platform.machine(),
                            "cores": os.cpu_count(), "python": platform.python_version()}}
     for name, fn in (("cnn", lambda: bench_cnn(args.rounds, args.steps, args.accuracy)),
+                     ("stage", lambda: bench_stage(args.stage_rounds, args.stage_epochs)),
                      ("logreg", bench_logreg), ("xor_linreg", bench_xor_linreg),
                      ("mnist_io", bench_mnist_io), ("overhead", bench_overhead)):
         results[name] = fn()
         sys.stderr.write(f"{name}: done\n")
+    if args.pipeline:
+        mirror = os.environ.get("JAXPIPE_MIRROR")
+        results["pipeline"] = bench_pipeline(Path(mirror).resolve() if mirror else None)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(table(results))
 

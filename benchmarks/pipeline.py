@@ -1,0 +1,116 @@
+"""Whole-stage and whole-pipeline timings: train@cnn_mnist against its PyTorch twins, stage
+start-up, the compilation cache, from-scratch and no-op `dvc repro` (for benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from jaxpipe.data.tables import load_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+def run_s(cmd: list[str], env: dict | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+
+def bench_overhead() -> dict:
+    """No-op `dvc repro`, and a stage's start-up with and without a JAX compilation cache."""
+    out = {"import_s": run_s([sys.executable, "-c", "import jaxpipe.train"]),
+           "jax_init_s": run_s([sys.executable, "-c",
+                                 "import jax; jax.numpy.zeros(1).block_until_ready()"])}
+    status = subprocess.run(["dvc", "status"], cwd=ROOT, capture_output=True, text=True)
+    if "up to date" in status.stdout:
+        out["noop_dvc_repro_s"] = run_s(["dvc", "repro"])
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = [sys.executable, "stages/train.py", "softmax_mobile", "--data",
+                 "data/prepared/mobile_multiclass", "--out", f"{tmp}/m.safetensors",
+                 "--history", f"{tmp}/h.csv"]
+        cached = {**os.environ, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jaxcache",
+                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+        out["train_stage_s"] = min(run_s(stage) for _ in range(2))
+        run_s(stage, cached)  # fill the cache
+        out["train_stage_cached_s"] = min(run_s(stage, cached) for _ in range(2))
+    out["cache_speedup"] = out["train_stage_s"] / out["train_stage_cached_s"]
+    return out
+
+
+
+def bench_pipeline(mirror: Path | None) -> dict:
+    """The whole pipeline from scratch in a throw-away copy (``jaxpipe.tools.workspace``), as a
+    user runs it: cold (empty compilation cache), forced again warm, then a no-op; and each
+    stage script's import time (``--help`` exits right after its imports)."""
+    from jaxpipe.tools.workspace import dvc, make_workspace
+
+    out: dict = {"stage_import_s": {}}
+    for script in sorted((ROOT / "stages").glob("*.py")):
+        out["stage_import_s"][script.stem] = min(
+            run_s([sys.executable, str(script), "--help"]) for _ in range(2))
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = make_workspace(ROOT, Path(tmp) / "ws", mirror=mirror)
+        cache = {**os.environ, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jaxcache"}
+        old = os.environ.copy()
+        os.environ.update(cache)
+        try:
+            for key, args in (("from_scratch_s", ["repro"]), ("forced_warm_cache_s",
+                              ["repro", "--force"]), ("noop_s", ["repro"])):
+                started = time.perf_counter()
+                proc = dvc(ws, *args, mirror=mirror)
+                out[key] = time.perf_counter() - started
+            out["stages"] = proc.stdout.count("didn't change") or None
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+    return out
+
+
+def bench_stage(rounds: int, epochs: int) -> dict:
+    """The whole ``train@cnn_mnist`` stage as dvc runs it (a fresh process: imports, JAX start,
+    compilation, shuffling, per-epoch validation, best parameters kept) against its PyTorch
+    twins doing the same per-epoch work; ``epochs`` from params unless given."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    epochs = epochs or params["train"]["cnn_mnist"]["epochs"]
+    params["train"]["cnn_mnist"]["epochs"] = epochs
+    runs: dict[str, list[dict]] = {"jaxpipe": [], "torch": [], "torch_compile": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
+        stage = [sys.executable, "stages/train.py", "cnn_mnist", "--data", "data/prepared/mnist",
+                 "--out", f"{tmp}/m.safetensors", "--history", f"{tmp}/h.csv", "--timing",
+                 f"{tmp}/t.json", "--params", f"{tmp}/params.yaml"]
+        for _ in range(rounds):
+            wall = run_s(stage)
+            fit_s = json.loads((Path(tmp) / "t.json").read_text())["train_seconds"]
+            runs["jaxpipe"].append({"wall_s": wall, "fit_s": fit_s})
+            for variant in ("torch_stage", "torch_compile_stage"):
+                started = time.perf_counter()
+                proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cnn.py"),
+                                       variant, str(epochs), "{}"], cwd=ROOT, check=True,
+                                      capture_output=True, text=True)
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                key = variant.removesuffix("_stage")
+                runs[key].append({**result, "wall_s": time.perf_counter() - started})
+    n_train = len(load_dataset(DATA / "prepared" / "mnist").split("train").y)
+    images = epochs * (n_train // 64) * 64
+    out: dict = {"epochs": epochs, "images_trained": images}
+    for key, values in runs.items():
+        fit = statistics.median(r["fit_s"] for r in values)
+        out[key] = {"fit_s": fit, "wall_s": statistics.median(r["wall_s"] for r in values),
+                    "images_per_s": images / fit}
+    for ref in ("torch", "torch_compile"):
+        out[f"jaxpipe_vs_{ref}"] = out["jaxpipe"]["images_per_s"] / out[ref]["images_per_s"]
+        out[f"jaxpipe_vs_{ref}_wall"] = out[ref]["wall_s"] / out["jaxpipe"]["wall_s"]
+    return out
