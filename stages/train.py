@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+import jax
+
 from jaxpipe.artifacts import save_trained
 from jaxpipe.core.console import run
 from jaxpipe.core.fileio import output_set, write_json
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     fit = train(cfg, data)
     seconds = time.perf_counter() - started
+    if jax.process_index() != 0:  # several processes trained one model: process 0 writes it
+        return
     with output_set(args.out, args.history) as (model_tmp, history_tmp):
         save_trained(model_tmp, args.model, cfg.kind, cfg.config, fit, data.scaler)
         write_history(history_tmp, fit.history)

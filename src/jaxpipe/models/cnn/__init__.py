@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxpipe.core.config import check
+from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import ConfigError, JaxpipeError
 from jaxpipe.data.tables import Dataset
 from jaxpipe.models import Fit, Guarded, Task, baseline_loss, check_loss
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 TASK: Task = "multiclass"
 IMAGE_SHAPE = (28, 28)  # (height, width) of the grayscale images it takes
 MB = 1 << 20
+
+
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536  # images per step: 200 MB of float32 input, far above the write-up's 64
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,10 @@ class Config(Guarded):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.epochs > 0, "epochs", "must be positive")
-        check(self.batch_size > 0, "batch_size", "must be positive")
+        in_range(self.epochs, "epochs", 1, MAX_EPOCHS)
+        in_range(self.batch_size, "batch_size", 1, MAX_BATCH)
+        in_range(self.eval_batch_size, "eval_batch_size", 1, MAX_BATCH)
+        in_range(self.seed, "seed", 0, SEED_MAX - 1)  # the shuffle key is seed + 1
         check(self.lr > 0, "lr", "must be positive")
         check(self.max_train_images is None or self.max_train_images > 0,
               "max_train_images", "must be positive or null")
