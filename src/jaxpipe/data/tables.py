@@ -7,7 +7,9 @@ feature columns and a target; images are one fixed-size binary column of raw pix
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +25,19 @@ IMAGE_COLUMN, LABEL_COLUMN = "image", "label"
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
-    """Model-ready arrays of one split: float32 features (scaled) and targets."""
+    """Model-ready arrays of one split: float32 features (scaled) and targets. The features
+    may be given as a loader, called on first use of ``x``: image splits decode their pixels
+    only if a model asks (a streamed CNN reads the labels alone)."""
 
-    x: np.ndarray
+    source: np.ndarray | Callable[[], np.ndarray]
     y: np.ndarray
     features: list[str]
+
+    @functools.cached_property
+    def x(self) -> np.ndarray:
+        return self.source() if callable(self.source) else self.source
 
 
 @dataclass(frozen=True)
@@ -108,13 +116,13 @@ def load_dataset(data_dir: str | Path) -> Dataset:
 def load_split(path: Path, scaler: dict) -> Split:
     """Load one split's Parquet file as float32 features (``scaler`` applied) and targets."""
     try:
+        if IMAGE_COLUMN in pq.read_schema(path).names:
+            labels = pq.read_table(path, columns=[LABEL_COLUMN])[LABEL_COLUMN].to_numpy()
+            return Split(lambda: _scaled_images(path, scaler), labels.astype(np.int32),
+                         [IMAGE_COLUMN])
         table = pq.read_table(path)
-    except (FileNotFoundError, pa.ArrowInvalid) as exc:
+    except (FileNotFoundError, pa.ArrowInvalid, KeyError) as exc:
         raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    if IMAGE_COLUMN in table.column_names:
-        images = load_images(table)
-        x = (images.astype(np.float32) - scaler["mean"][0]) / scaler["scale"][0]
-        return Split(x[..., None], table[LABEL_COLUMN].to_numpy().astype(np.int32), [IMAGE_COLUMN])
     target = scaler["target"]
     features = [c for c in table.column_names if c != target]
     if target not in table.column_names or not features:
@@ -144,6 +152,15 @@ def _check_finite(path: Path, x: np.ndarray, features: list[str], y: np.ndarray 
     if bad.size:
         raise JaxpipeError(f"{path}: column '{target}', row {bad[0] + 1}: {y[bad[0]]} is not "
                            "finite")
+
+
+def _scaled_images(path: Path, scaler: dict) -> np.ndarray:
+    """An image split's pixels as model input: (n, h, w, 1) float32, ``scaler`` applied."""
+    try:
+        images = load_images(pq.read_table(path))
+    except (FileNotFoundError, pa.ArrowInvalid, KeyError) as exc:
+        raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    return ((images.astype(np.float32) - scaler["mean"][0]) / scaler["scale"][0])[..., None]
 
 
 def load_images(table: pa.Table) -> np.ndarray:
