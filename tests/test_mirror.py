@@ -11,7 +11,7 @@ from helpers import md5
 from jaxpipe.core.config import load_layered
 from jaxpipe.core.errors import ConfigError
 from jaxpipe.data.specs import DownloadConfig
-from jaxpipe.tools.mirror import apply_mirror, main
+from jaxpipe.tools.mirror import apply_mirror, main, write_local
 from jaxpipe.tools.workspace import git
 
 ROOT = Path(__file__).parents[1]
@@ -20,8 +20,8 @@ ROOT = Path(__file__).parents[1]
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repo holding the project's params.yaml and its empty params.local.yaml."""
-    for name in ("params.yaml", "params.local.yaml"):
-        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    write_local(tmp_path / "params.local.yaml", {})  # as committed (this checkout's may not be)
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "-m", "start")

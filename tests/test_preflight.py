@@ -13,13 +13,15 @@ from helpers import md5
 from test_hostile import set_param
 
 from jaxpipe.preflight import preflight
+from jaxpipe.tools.mirror import write_local
 
 ROOT = Path(__file__).parents[1]
 
 
 def project(tmp_path: Path) -> Path:
-    for name in ("params.yaml", "params.local.yaml", "dvc.yaml"):
+    for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
+    write_local(tmp_path / "params.local.yaml", {})  # as committed
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     return tmp_path
 
