@@ -175,3 +175,22 @@ def test_a_damaged_model_file_is_refused_by_evaluate(work: Path, tmp_path: Path,
                  str(tmp_path / "plots"))
     one_line_failure(proc, "bad.st", expected)
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "plots").exists()
+
+
+@pytest.mark.parametrize(("images", "labels", "message"), [
+    (np.zeros((3, 28, 28), np.uint8), np.array([1, 200, 3], np.uint8),
+     "labels: column 'label', row 2: 200 is not one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),
+    (np.zeros((3, 784, 1), np.uint8), np.array([1, 2, 3], np.uint8),
+     "images are [784, 1], the schema declares [28, 28]"),
+    (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8), "no images"),
+    (np.zeros((2, 28, 28), np.uint8), np.array([1, 2, 3], np.uint8), "2 images but 3 labels"),
+])
+def test_mnist_files_are_checked_against_their_schema(images: np.ndarray, labels: np.ndarray,
+                                                      message: str) -> None:
+    from jaxpipe.core.errors import JaxpipeError
+    from jaxpipe.data.raw import check_images
+    from jaxpipe.data.schema import load_schema
+
+    with pytest.raises(JaxpipeError) as caught:
+        check_images(images, labels, load_schema(ROOT / "schemas/mnist.yaml"), "mnist (train)")
+    assert str(caught.value).startswith("mnist (train)") and message in str(caught.value)
