@@ -65,6 +65,17 @@ def torch_net():
         tnn.Linear(7 * 7 * 64, 256), tnn.ReLU(), tnn.Linear(256, 10), tnn.LogSoftmax(dim=1))
 
 
+def torch_footing(net, *arrays):
+    """PyTorch's fastest eager set-up found here: channels-last layout for the network and its
+    inputs, and denormals flushed to zero (as XLA's CPU backend does): +15-40% over the
+    default NCHW set-up on this machine (measured in fresh processes, 150 steps each)."""
+    import torch
+    torch.set_flush_denormal(True)
+    net = net.to(memory_format=torch.channels_last)
+    return net, [torch.from_numpy(_fresh(a)).contiguous(memory_format=torch.channels_last)
+                 for a in arrays]
+
+
 def _fresh(x: np.ndarray) -> np.ndarray:
     """A fresh, owned, C-contiguous NCHW copy: PyTorch's best footing. Arrays straight from
     Parquet are views of Arrow buffers, on which PyTorch eager measured 1,800-2,500 images/s
@@ -78,10 +89,9 @@ def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int,
     (its first step, which compiles, is timed apart)."""
     import torch
     torch.manual_seed(0)
-    net = torch_net()
+    net, (xt,) = torch_footing(torch_net(), x)
     model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt = torch.from_numpy(_fresh(x))
     yt = torch.from_numpy(y.astype(np.int64))
     n = len(x)
 
@@ -108,9 +118,8 @@ def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: in
     """Train the PyTorch twin for ``epochs`` (shuffled, drop remainder) and score the test set."""
     import torch
     torch.manual_seed(seed)
-    net = torch_net()
+    net, (xt,) = torch_footing(torch_net(), x)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt = torch.from_numpy(_fresh(x))
     yt = torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -121,7 +130,7 @@ def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: in
             torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
             opt.step()
     with torch.no_grad():
-        test = torch.from_numpy(_fresh(x_test))
+        test = torch_footing(net, x_test)[1][0]
         pred = torch.cat([net(test[i:i + 1000]).argmax(1) for i in range(0, len(test), 1000)])
     return float((pred.numpy() == y_test).mean())
 
@@ -135,11 +144,10 @@ def torch_stage(train_x, train_y, val_x, val_y, epochs: int, batch: int, seed: i
 
     import torch
     torch.manual_seed(seed)
-    net = torch_net()
+    net, (xt, xv) = torch_footing(torch_net(), train_x, val_x)
     model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(_fresh(train_x)), torch.from_numpy(train_y.astype(np.int64))
-    xv, yv = torch.from_numpy(_fresh(val_x)), torch.from_numpy(val_y.astype(np.int64))
+    yt, yv = torch.from_numpy(train_y.astype(np.int64)), torch.from_numpy(val_y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
     best, history = (np.inf, 0, None), []
     started = time.perf_counter()
