@@ -2,17 +2,15 @@
 
 A team's internal mirror (or ``../shared/datasets``, whose MNIST training files are a real
 subset) lists each file's MD5 in ``<mirror>/<folder>/MD5SUMS``. This writes the checksums
-that differ from params.yaml's into ``params.local.yaml``, the local overrides file the
-download stages read (dvc.yaml lists it as their params file, so dvc.lock records it), and
-has git ignore its edits: params.yaml stays as committed, and a subset's checksums cannot be
-committed by accident.
+that differ from params.yaml's into ``params.local.yaml``, the overrides file the download
+stages read (dvc.yaml lists it as their params file, so dvc.lock records it): params.yaml
+keeps the official checksums, and the one file that differs says what it is for.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 from pathlib import Path
 
 from jaxpipe.core.config import read_yaml, roundtrip_yaml
@@ -55,10 +53,10 @@ def mirror_overrides(params: dict, mirror: Path) -> dict[tuple[str, str], str]:
 
 
 LOCAL_HEADER = """\
-# Local overrides of params.yaml for this checkout only (deep-merged over it by the download
-# stages, and recorded in dvc.lock as their params). `jaxpipe-mirror DIR` writes a mirror's
-# checksums here and tells git to ignore the edit (skip-worktree), so a subset's checksums
-# are never committed by accident; `jaxpipe-mirror --reset` empties it again.
+# Local overrides of params.yaml (deep-merged over it by the download stages, and recorded
+# in dvc.lock as their params). `jaxpipe-mirror DIR` writes a mirror's checksums here;
+# `jaxpipe-mirror --reset` empties it again. Commit it only if your team's mirror is the
+# source of truth; params.yaml keeps the official checksums either way.
 """
 
 
@@ -72,23 +70,11 @@ def local_overrides(changes: dict[tuple[str, str], str]) -> dict:
 
 
 def write_local(local_path: Path, overrides: dict) -> None:
-    """Write the overrides file (header, then YAML), atomically; git keeps ignoring it."""
+    """Write the overrides file (header, then YAML), atomically."""
     yaml = roundtrip_yaml()
     with atomic_path(local_path) as tmp, open(tmp, "w") as handle:
         handle.write(LOCAL_HEADER)
         yaml.dump(overrides, handle)
-    _skip_worktree(local_path, not overrides)
-
-
-def _skip_worktree(path: Path, reset: bool) -> None:
-    """Tell git to ignore local edits of ``path`` (or to see them again), if git tracks it."""
-    cwd = path.resolve().parent
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=cwd,
-                             capture_output=True, check=False).returncode == 0
-    if tracked:
-        flag = "--no-skip-worktree" if reset else "--skip-worktree"
-        subprocess.run(["git", "update-index", flag, path.name], cwd=cwd, check=True,
-                       capture_output=True)
 
 
 def apply_mirror(params_path: Path, mirror: Path, local_path: Path
@@ -120,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mirror is None:
         parser.error("give a mirror directory, or --reset")
     changes = apply_mirror(args.params, args.mirror, args.local)
-    log.info("%d checksum(s) overridden in %s (git ignores its edits; params.yaml unchanged); "
+    log.info("%d checksum(s) overridden in %s (params.yaml unchanged; `--reset` undoes it); "
              "now run: JAXPIPE_MIRROR=%s dvc repro", len(changes), args.local, args.mirror)
 
 

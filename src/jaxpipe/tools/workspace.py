@@ -57,11 +57,11 @@ def make_workspace(root: Path, dest: Path, mirror: Path | None = None,
         shutil.copy2(root / name, target)
     if profile is not None:
         apply_profile(dest / "params.yaml", profile)
+    if mirror is not None:  # committed, as a team whose mirror is its source of truth does
+        apply_mirror(dest / "params.yaml", mirror, dest / "params.local.yaml")
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "workspace")
-    if mirror is not None:  # as a user does: local overrides, git ignoring their edits
-        apply_mirror(dest / "params.yaml", mirror, dest / "params.local.yaml")
     return dest
 
 
