@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
-from sklearn import metrics as skm
-from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from jaxpipe.artifacts import Trained
 from jaxpipe.core.config import MAX_STEPS, check, in_range
@@ -43,6 +42,14 @@ class Evaluation:
     n_scored: int
 
 
+def _skm() -> ModuleType:
+    """scikit-learn's metrics, imported on first use (a second to import: `jaxpipe check`
+    reads ``EvalConfig`` without it)."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def _r(value: float) -> float:
     return round(float(value), 6)
 
@@ -64,17 +71,17 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 
     binary = probs.ndim == 1
     full = np.column_stack([1 - probs, probs]) if binary else probs
     pred = _classes(probs, threshold)
-    out = {"accuracy": _r(skm.accuracy_score(y, pred)),
-           "log_loss": _r(skm.log_loss(y, np.clip(full, 1e-15, 1), labels=_labels(probs)))}
+    out = {"accuracy": _r(_skm().accuracy_score(y, pred)),
+           "log_loss": _r(_skm().log_loss(y, np.clip(full, 1e-15, 1), labels=_labels(probs)))}
     if binary and len(np.unique(y)) == 2:
-        out["roc_auc"] = _r(skm.roc_auc_score(y, probs))
+        out["roc_auc"] = _r(_skm().roc_auc_score(y, probs))
     return out
 
 
 def per_class_rows(y: np.ndarray, probs: np.ndarray, threshold: float) -> Rows:
     """Precision, recall, F1 and support of every class, one row each."""
     labels = _labels(probs)
-    prec, rec, f1, support = skm.precision_recall_fscore_support(
+    prec, rec, f1, support = _skm().precision_recall_fscore_support(
         y, _classes(probs, threshold), labels=labels, zero_division=0)
     return (["class", "precision", "recall", "f1", "support"],
             [[c, _r(prec[c]), _r(rec[c]), _r(f1[c]), int(support[c])] for c in labels])
@@ -82,11 +89,15 @@ def per_class_rows(y: np.ndarray, probs: np.ndarray, threshold: float) -> Rows:
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     """RMSE and R^2."""
-    return {"rmse": _r(np.sqrt(skm.mean_squared_error(y, pred))), "r2": _r(skm.r2_score(y, pred))}
+    metrics = _skm()
+    return {"rmse": _r(np.sqrt(metrics.mean_squared_error(y, pred))),
+            "r2": _r(metrics.r2_score(y, pred))}
 
 
 def reference(task: str, train: Split, test: Split, cfg: EvalConfig) -> dict:
     """The model a user would reach for, fitted on the same train split, scored on test."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
     x_train, x_test = train.x.reshape(len(train.x), -1), test.x.reshape(len(test.x), -1)
     if task == "regression":
         model = LinearRegression().fit(x_train, train.y)
@@ -113,7 +124,7 @@ def plot_rows(task: str, y: np.ndarray, out: np.ndarray, threshold: float) -> di
                             [[int(a), int(p)] for a, p in zip(y, pred, strict=True)]),
             "per_class": per_class_rows(y, out, threshold)}
     if task == "binary" and len(np.unique(y)) == 2:
-        fpr, tpr, _ = skm.roc_curve(y, out)
+        fpr, tpr, _ = _skm().roc_curve(y, out)
         rows["roc"] = (["fpr", "tpr"], [[_r(f), _r(t)] for f, t in zip(fpr, tpr, strict=True)])
     return rows
 
