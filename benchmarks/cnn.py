@@ -65,11 +65,14 @@ def torch_net():
         tnn.Linear(7 * 7 * 64, 256), tnn.ReLU(), tnn.Linear(256, 10), tnn.LogSoftmax(dim=1))
 
 
-def torch_footing(net, *arrays):
+def torch_footing(net, *arrays, best: bool = True):
     """PyTorch's fastest eager set-up found here: channels-last layout for the network and its
-    inputs, and denormals flushed to zero (as XLA's CPU backend does): +15-40% over the
-    default NCHW set-up on this machine (measured in fresh processes, 150 steps each)."""
+    inputs, and denormals flushed to zero (as XLA's CPU backend does). ``best=False`` keeps the
+    default NCHW set-up, to compare: ``python benchmarks/cnn.py torch_nchw 150 '{}'`` against
+    ``torch 150 '{}'``, each in its own process."""
     import torch
+    if not best:
+        return net, [torch.from_numpy(_fresh(a)) for a in arrays]
     torch.set_flush_denormal(True)
     net = net.to(memory_format=torch.channels_last)
     return net, [torch.from_numpy(_fresh(a)).contiguous(memory_format=torch.channels_last)
@@ -84,12 +87,12 @@ def _fresh(x: np.ndarray) -> np.ndarray:
 
 
 def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int,
-                     compiled: bool = False) -> dict:
+                     compiled: bool = False, best: bool = True) -> dict:
     """Images/s of the same network in PyTorch on the CPU: eager, or ``torch.compile``d
-    (its first step, which compiles, is timed apart)."""
+    (its first step, which compiles, is timed apart); ``best``: see ``torch_footing``."""
     import torch
     torch.manual_seed(0)
-    net, (xt,) = torch_footing(torch_net(), x)
+    net, (xt,) = torch_footing(torch_net(), x, best=best)
     model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     yt = torch.from_numpy(y.astype(np.int64))
@@ -114,6 +117,17 @@ def torch_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int,
             "version": torch.__version__}
 
 
+def _torch_epoch(model, opt, xt, yt, batch: int, gen) -> None:
+    """One shuffled epoch of Adam steps (drop remainder), as the jaxpipe stage trains."""
+    import torch
+    perm = torch.randperm(len(xt), generator=gen)
+    for i in range(len(xt) // batch):
+        sl = perm[i * batch:(i + 1) * batch]
+        opt.zero_grad()
+        torch.nn.functional.nll_loss(model(xt[sl]), yt[sl]).backward()
+        opt.step()
+
+
 def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: int) -> float:
     """Train the PyTorch twin for ``epochs`` (shuffled, drop remainder) and score the test set."""
     import torch
@@ -123,12 +137,7 @@ def torch_train_accuracy(x, y, x_test, y_test, epochs: int, batch: int, seed: in
     yt = torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(len(x) // batch):
-            sl = perm[i * batch:(i + 1) * batch]
-            opt.zero_grad()
-            torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
-            opt.step()
+        _torch_epoch(net, opt, xt, yt, batch, gen)
     with torch.no_grad():
         test = torch_footing(net, x_test)[1][0]
         pred = torch.cat([net(test[i:i + 1000]).argmax(1) for i in range(0, len(test), 1000)])
@@ -152,12 +161,7 @@ def torch_stage(train_x, train_y, val_x, val_y, epochs: int, batch: int, seed: i
     best, history = (np.inf, 0, None), []
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(len(xt) // batch):
-            sl = perm[i * batch:(i + 1) * batch]
-            opt.zero_grad()
-            torch.nn.functional.nll_loss(model(xt[sl]), yt[sl]).backward()
-            opt.step()
+        _torch_epoch(model, opt, xt, yt, batch, gen)
         with torch.no_grad():
             val = float(sum(torch.nn.functional.nll_loss(model(xv[i:i + 1000]), yv[i:i + 1000],
                                                          reduction="sum")
@@ -186,8 +190,8 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
 
 def main() -> None:
     """``python benchmarks/cnn.py VARIANT STEPS OPTIONS_JSON``: one measurement, as JSON
-    (VARIANT jaxpipe, plain_flax, torch, torch_compile; or torch_stage, torch_compile_stage
-    with STEPS read as epochs).
+    (VARIANT jaxpipe, plain_flax, torch, torch_compile, torch_nchw; or torch_stage,
+    torch_compile_stage with STEPS read as epochs).
 
     Each measurement runs in its own process, so neither framework's thread pool (JAX's,
     PyTorch's OpenMP) is left spinning while the other is timed.
@@ -205,8 +209,9 @@ def main() -> None:
         val = data.split("val")
         result = torch_stage(train.x, train.y, val.x, val.y, steps, 64, 0,
                              variant == "torch_compile_stage")
-    elif variant in ("torch", "torch_compile"):
-        result = torch_throughput(train.x, train.y, steps, 64, variant == "torch_compile")
+    elif variant in ("torch", "torch_compile", "torch_nchw"):
+        result = torch_throughput(train.x, train.y, steps, 64, variant == "torch_compile",
+                                  best=variant != "torch_nchw")
     else:
         result = jax_throughput(train.x, train.y, steps, 64, variant == "plain_flax", options)
     sys.stdout.write(json.dumps(result) + "\n")
