@@ -119,7 +119,8 @@ def test_an_announced_length_over_the_cap_is_refused_before_reading(tmp_path: Pa
     with announcing_server() as base, pytest.raises(
             DownloadError, match=rf"^{base}/f\.bin: announces 1000000000000 bytes, more than "
                                  r"the 5000 allowed$"):
-        fetch_url(f"{base}/f.bin", tmp_path / "f.bin", spec, timeout=5, max_bytes=5000)
+        fetch_url(f"{base}/f.bin", tmp_path / "f.bin", spec, timeout=5, deadline=30,
+                  max_bytes=5000)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,10 +131,11 @@ def test_the_declared_size_of_a_file_caps_its_download(fake_mirror: Path, tmp_pa
     with http_server(fake_mirror / "mnist") as base, pytest.raises(
             DownloadError, match=rf"announces {real.stat().st_size} bytes, more than the "
                                  rf"{real.stat().st_size - 1} allowed"):
-        fetch_url(f"{base}/good/{NAME}", tmp_path / NAME, spec, timeout=5)
+        fetch_url(f"{base}/good/{NAME}", tmp_path / NAME, spec, timeout=5, deadline=30,
+                  max_bytes=1 << 20)
     exact = FileSpec(name=NAME, md5=md5(real), size=real.stat().st_size)
     with http_server(fake_mirror / "mnist") as base:
-        fetch_url(f"{base}/good/{NAME}", tmp_path / NAME, exact, timeout=5,
+        fetch_url(f"{base}/good/{NAME}", tmp_path / NAME, exact, timeout=5, deadline=30,
                   max_bytes=real.stat().st_size)
     assert md5(tmp_path / NAME) == exact.md5
 
@@ -144,10 +146,11 @@ def test_fetch_first_returns_the_base_that_served_and_every_failure(fake_mirror:
     spec = FileSpec(name=NAME, md5=md5(real))
     with http_server(fake_mirror / "mnist") as base:
         served, failures = fetch_first([f"{base}/missing", f"{base}/good///"], spec,
-                                       tmp_path / NAME, timeout=5)
+                                       tmp_path / NAME, timeout=5, deadline=30, max_bytes=1 << 20)
         assert served == f"{base}/good///" and failures == [
             f"{base}/missing/{NAME}: HTTP 404 Not Found"]
-        none, failures = fetch_first([f"{base}/corrupt/"], spec, tmp_path / "x", timeout=5)
+        none, failures = fetch_first([f"{base}/corrupt/"], spec, tmp_path / "x", timeout=5,
+                                     deadline=30, max_bytes=1 << 20)
     assert none is None and len(failures) == 1 and "checksum mismatch" in failures[0]
 
 

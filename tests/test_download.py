@@ -48,7 +48,8 @@ def test_corrupt_file_names_url_and_checksums_and_leaves_nothing(
     spec = spec_for(fake_mirror)
     with http_server(fake_mirror / "mnist") as base:
         with pytest.raises(DownloadError) as err:
-            fetch_url(f"{base}/corrupt/{NAME}", tmp_path / NAME, spec, timeout=5)
+            fetch_url(f"{base}/corrupt/{NAME}", tmp_path / NAME, spec, timeout=5, deadline=30,
+                      max_bytes=1 << 20)
     message = str(err.value)
     assert f"{base}/corrupt/{NAME}" in message and spec.md5 in message and "got" in message
     assert list(tmp_path.iterdir()) == []
@@ -58,7 +59,8 @@ def test_truncated_transfer_is_rejected(fake_mirror: Path, tmp_path: Path) -> No
     spec = FileSpec(name=NAME, md5=spec_for(fake_mirror).md5)  # no size: length check must fire
     with http_server(fake_mirror / "mnist") as base:
         with pytest.raises(DownloadError, match="truncated transfer"):
-            fetch_url(f"{base}/truncate/{NAME}", tmp_path / NAME, spec, timeout=5)
+            fetch_url(f"{base}/truncate/{NAME}", tmp_path / NAME, spec, timeout=5, deadline=30,
+                      max_bytes=1 << 20)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 16
 
 
-def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float,
-              deadline: float = 900.0, max_bytes: int = 200 << 20) -> None:
+def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float, deadline: float,
+              max_bytes: int) -> None:
     """Download ``url`` to ``dest`` atomically, verifying length and checksum; bounded by a
     per-read ``timeout``, an overall ``deadline`` (s) and ``max_bytes``."""
     started = time.perf_counter()
@@ -47,14 +47,12 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float,
         problem = verify(tmp, spec)
         if problem:
             raise DownloadError(f"{url}: {problem}")
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    log.info("%s: %d bytes from %s (%.1f MB/s)", spec.name, received, url,
-             received / elapsed / 1e6)
+    rate = received / max(time.perf_counter() - started, 1e-9) / 1e6
+    log.info("%s: %d bytes from %s (%.1f MB/s)", spec.name, received, url, rate)
 
 
-def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float,
-                deadline: float = 900.0, max_bytes: int = 200 << 20
-                ) -> tuple[str | None, list[str]]:
+def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, deadline: float,
+                max_bytes: int) -> tuple[str | None, list[str]]:
     """Try each base URL in order; return the one that served a verified file (or None)
     and the failures met on the way."""
     failures = []
@@ -86,9 +84,9 @@ def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str,
         while True:
             try:
                 block = resp.read(_CHUNK)
-            except http.client.IncompleteRead as exc:
-                received += len(exc.partial)
-                break
+            except http.client.IncompleteRead as exc:  # a chunked body cut short
+                raise DownloadError(f"{url}: truncated transfer, the connection closed after "
+                                    f"{received + len(exc.partial)} bytes") from None
             if not block:
                 break
             out.write(block)

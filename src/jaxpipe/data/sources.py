@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import stat
 from pathlib import Path
 
 from jaxpipe.core.errors import DownloadError
@@ -42,12 +41,12 @@ def copy_verified(src: Path, dest: Path, spec: FileSpec) -> None:
 
 def _locate(mirror: Path, folder: str, spec: FileSpec) -> tuple[Path, str | None]:
     """The mirror's copy of ``spec``, and why it cannot serve (absent, or not a regular
-    file inside the mirror: a symlink out of it is refused), or None."""
+    file inside the mirror: a symlink out of it, or one to nothing, is refused), or None."""
     src = mirror / folder / spec.name
     if not src.exists() and not src.is_symlink():
         return src, f"not in local mirror {src.parent}"
     real = src.resolve()
-    if not real.is_relative_to(mirror.resolve()) or not stat.S_ISREG(real.stat().st_mode):
+    if not real.is_relative_to(mirror.resolve()) or not real.is_file():
         return src, f"{src} is not a regular file inside the mirror {mirror}"
     return src, None
 
@@ -65,11 +64,11 @@ def fetch_from_mirror(mirror: Path | None, folder: str, spec: FileSpec, dest: Pa
                       ) -> str | None:
     """Try the local mirror first; None if it delivered a verified file, else why not."""
     if mirror is None:
-        return "no local mirror"
+        return f"not set ({MIRROR_ENV})"
     src, problem = _locate(mirror, folder, spec)
     if problem is not None:
-        log.log(logging.INFO if problem.startswith("not in") else logging.WARNING,
-                "%s: local mirror: %s", spec.name, problem)
+        level = logging.INFO if problem.startswith("not in") else logging.WARNING
+        log.log(level, "%s: local mirror: %s", spec.name, problem)  # absent: a partial mirror
         return problem
     try:
         copy_verified(src, dest, spec)
@@ -122,16 +121,18 @@ def _no_source_message(name: str, failures: list[str], mirror: Path | None, refu
         return (f"{name}: the local mirror's copy fails {md5_key} ({problem}); "
                 f"if the mirror is a deliberate subset or an internal one, adopt its checksums "
                 f"with `jaxpipe-mirror {mirror}`")
-    first = failures[0] if failures else "no URLs in params"
+    first = failures[0]  # never empty: DownloadConfig requires urls or kaggle_dataset
     if len(first) > 120:
         first = first[:117] + "..."
     tried = f"{len(failures)} HTTP mirror(s) failed, first: {first}"
-    if mirror is None and failures and all(_looks_offline(f) for f in failures):
+    if mirror is None and all(_looks_offline(f) for f in failures):
         return f"{name}: {tried}. Offline? Set {MIRROR_ENV} to a local mirror directory."
-    return f"{name}: {tried}" + (f"; local mirror: {refused}" if mirror is not None else "")
+    return f"{name}: {tried}; local mirror: {refused}"
 
 
 def _looks_offline(failure: str) -> bool:
-    words = ("gaierror", "Name or service", "unreachable", "timed out", "Timeout",
-             "ConnectionRefused", "Temporary failure")
+    """Whether ``fetch_url``'s failure line (``url: ErrorClass: reason``) suggests no network:
+    a name that does not resolve (gaierror), a timeout (TimeoutError, a proxy's HTTP 504
+    Gateway Timeout), a refused connection, an unreachable network."""
+    words = ("gaierror", "Timeout", "ConnectionRefused", "unreachable")
     return any(w in failure for w in words)
