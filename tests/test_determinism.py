@@ -67,3 +67,19 @@ def test_the_persistent_compilation_cache_changes_no_result(tmp_path: Path) -> N
     off = _train(cpus, JAXPIPE_COMPILATION_CACHE="0", JAX_COMPILATION_CACHE_DIR=None,
                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=None)
     assert cold == warm == off
+
+
+def test_the_cache_is_on_by_default_even_when_jax_is_imported_first(tmp_path: Path) -> None:
+    """Stage scripts import jax before jaxpipe; JAX has read its settings from the
+    environment by then, so jaxpipe sets the cache folder in JAX's config too: a train stage
+    with nothing set fills ``$XDG_CACHE_HOME/jaxpipe/jax``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "JAXPIPE_"))}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    code = ("import jax, jaxpipe\n"
+            "jax.jit(lambda v: v * 2)(jax.numpy.ones(3)).block_until_ready()\n"
+            "print(jax.config.jax_compilation_cache_dir)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True, timeout=120)
+    cache = tmp_path / "xdg" / "jaxpipe" / "jax"
+    assert proc.stdout.strip() == str(cache)
+    assert any(p.name.startswith("jit_") for p in cache.iterdir())

@@ -51,6 +51,12 @@ def _compilation_cache() -> None:
     _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _os.path.join(base, "jaxpipe", "jax"))
     # every program, however quick to compile: the small models compile in well under 1 s
     _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if "jax" in _sys.modules:  # JAX read its settings from the environment when imported
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", _os.environ["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(_os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 _pin_cpu_numerics()
