@@ -13,6 +13,7 @@ from jaxpipe.artifacts import save_trained
 from jaxpipe.core.console import run
 from jaxpipe.core.fileio import output_set, write_json
 from jaxpipe.data.tables import load_dataset
+from jaxpipe.models import phase, phase_times
 from jaxpipe.train import load_train_config, train, write_history
 
 log = logging.getLogger("train")
@@ -24,21 +25,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared data folder")
     parser.add_argument("--out", type=Path, required=True, help="model file (.safetensors)")
     parser.add_argument("--history", type=Path, required=True, help="history CSV (plot data)")
-    parser.add_argument("--timing", type=Path, help="wall-time JSON (not reproducible, not an out)")
+    parser.add_argument("--timing", type=Path,
+                        help="wall time, in all and per phase, as JSON (not reproducible, not "
+                             "an out)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     cfg = load_train_config(args.params, args.model)
-    data = load_dataset(args.data)
+    with phase("load the prepared data"):
+        data = load_dataset(args.data)
     started = time.perf_counter()
     fit = train(cfg, data)
     seconds = time.perf_counter() - started
     if jax.process_index() != 0:  # several processes trained one model: process 0 writes it
         return
-    with output_set(args.out, args.history) as (model_tmp, history_tmp):
+    with phase("write the outputs"), output_set(args.out, args.history) as (
+            model_tmp, history_tmp):
         save_trained(model_tmp, args.model, cfg.kind, cfg.config, fit, data.scaler)
         write_history(history_tmp, fit.history)
     if args.timing:
-        write_json(args.timing, {"train_seconds": round(seconds, 3)})
+        write_json(args.timing, {"train_seconds": round(seconds, 3), "phases": phase_times()})
     log.info("%s (%s): %d history rows, final train loss %.6g, %.2f s", args.model, cfg.kind,
              len(fit.history["train_loss"]), fit.history["train_loss"][-1], seconds)
 

@@ -18,6 +18,10 @@ the code of its own model and no other.
 from __future__ import annotations
 
 import importlib
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
@@ -42,6 +46,25 @@ class Fit:
     params: Any
     history: dict[str, np.ndarray]
     info: dict = field(default_factory=dict)
+
+
+_phase_seconds: dict[str, float] = defaultdict(float)
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block to phase ``name`` of this process's training
+    (for a train stage's ``--timing`` report and the benchmarks; never an output)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _phase_seconds[name] += time.perf_counter() - started
+
+
+def phase_times() -> dict[str, float]:
+    """Seconds per phase so far, in the order the phases first ran."""
+    return {name: round(seconds, 4) for name, seconds in _phase_seconds.items()}
 
 
 def module_name(kind: str) -> str:

@@ -22,7 +22,7 @@ from flax import nnx
 from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import ConfigError, JaxpipeError
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task, baseline_loss, check_loss
+from jaxpipe.models import Fit, Guarded, Task, baseline_loss, check_loss, phase
 from jaxpipe.models.cnn import loop, mesh, net, stream
 from jaxpipe.models.cnn.net import CNN, compiled_steps, conv3x3_shifted, init
 
@@ -98,11 +98,12 @@ def fit(cfg: Config, data: Dataset) -> Fit:
     """Adam on shuffled minibatches; returns the best-validation parameters and history."""
     mesh.join_processes()
     grid = mesh.data_mesh(cfg.devices)
-    source, val = _source(cfg, data, len(grid.local_devices)), data.split("val")
-    streamed = isinstance(source, stream.ImageRows)
-    y = source.labels if streamed else source.y[: cfg.max_train_images]
-    _check_inputs(data, "train", (len(y), *source.shape, 1) if streamed else source.x.shape, y)
-    _check_inputs(data, "val", val.x.shape, val.y)
+    with phase("read and check the images"):
+        source, val = _source(cfg, data, len(grid.local_devices)), data.split("val")
+        streamed = isinstance(source, stream.ImageRows)
+        y = source.labels if streamed else source.y[: cfg.max_train_images]
+        _check_inputs(data, "train", (len(y), *source.shape, 1) if streamed else source.x.shape, y)
+        _check_inputs(data, "val", val.x.shape, val.y)
     n_batches, options = len(y) // cfg.batch_size, tuple(sorted(cfg.compiler_options.items()))
     if n_batches == 0:
         raise JaxpipeError(f"batch_size {cfg.batch_size} exceeds the {len(y)} training images")
@@ -110,28 +111,34 @@ def fit(cfg: Config, data: Dataset) -> Fit:
         raise ConfigError(f"batch_size: {cfg.batch_size} does not split over {grid.size} devices")
     log.info("%d training images, %d batches of %d per epoch over %d device(s), %d epochs; "
              "compiling", len(y), n_batches, cfg.batch_size, grid.size, cfg.epochs)
-    graphdef, params = init(cfg.seed)
-    tx = optax.adam(cfg.lr)
+    with phase("initialise the parameters"):
+        graphdef, params = init(cfg.seed)
+        tx = optax.adam(cfg.lr)
     forward = compiled_steps(options)[1]
-    try:  # compile once up front, so a bad compiler option fails here, clearly
-        forward(graphdef, params, val.x[:1])
-    except jax.errors.JaxRuntimeError as exc:
-        raise JaxpipeError(f"compiler_options: {str(exc).splitlines()[0]}") from None
-    params, opt_state = mesh.replicated(grid, (params, tx.init(params)))
-    runner = (loop.Streamed(grid, source, int(cfg.memory_budget_mb * MB), cfg.batch_size,
-                            options) if streamed
-              else loop.InMemory(grid, source.x[: cfg.max_train_images], y, options))
+    with phase("compile the forward pass"):
+        try:  # compile once up front, so a bad compiler option fails here, clearly
+            forward(graphdef, params, val.x[:1])
+        except jax.errors.JaxRuntimeError as exc:
+            raise JaxpipeError(f"compiler_options: {str(exc).splitlines()[0]}") from None
+    with phase("place the data on the device(s)"):
+        params, opt_state = mesh.replicated(grid, (params, tx.init(params)))
+        runner = (loop.Streamed(grid, source, int(cfg.memory_budget_mb * MB), cfg.batch_size,
+                                options) if streamed
+                  else loop.InMemory(grid, source.x[: cfg.max_train_images], y, options))
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": []}
     best = (np.inf, 0, None)
     started = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
-        order = loop.batch_order(cfg.seed, epoch, len(y), cfg.batch_size)
+        with phase("shuffle"):
+            order = loop.batch_order(cfg.seed, epoch, len(y), cfg.batch_size)
         params, opt_state, losses = loop.run_epoch(runner.step, graphdef, tx, params, opt_state,
                                                    runner.steps(order), n_batches,
                                                    f"epoch {epoch}/{cfg.epochs}")
         check_loss(losses, cfg.max_loss_growth * baseline_loss(TASK, y), (epoch - 1) * n_batches)
-        here = mesh.local_copy(params)
-        val_loss = net.mean_loss(graphdef, here, val.x, val.y, cfg.eval_batch_size, forward)
+        with phase("copy the parameters"):
+            here = jax.block_until_ready(mesh.local_copy(params))
+        with phase("validate"):
+            val_loss = net.mean_loss(graphdef, here, val.x, val.y, cfg.eval_batch_size, forward)
         history["epoch"].append(epoch)
         history["train_loss"].append(float(losses.mean()))
         history["val_loss"].append(val_loss)

@@ -12,6 +12,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxpipe.core.console import bar
+from jaxpipe.models import phase
 from jaxpipe.models.cnn import mesh as meshes
 from jaxpipe.models.cnn import net, stream
 
@@ -57,17 +58,29 @@ class Streamed:
                    meshes.from_local_rows(self.mesh, y, self.batch_size))
 
 
+_called: set[int] = set()  # steps already called (compiled) in this process
+
+
 def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: Any,
               inputs: Iterator[tuple[jax.Array, ...]], n_batches: int, desc: str
               ) -> tuple[Any, Any, np.ndarray]:
     """One pass; a per-batch bar with the running loss when a person watches (the loss is
-    read back every 20 batches only then, so a CI run never waits on it)."""
-    losses = []
+    read back every 20 batches only then, so a CI run never waits on it). Timed as the
+    first call (tracing and compiling the step, once per process) and the rest, up to the
+    losses read back."""
+    losses: list = []
+    batches = iter(inputs)
     with bar(n_batches, desc) as shown:
-        for i, batch in enumerate(inputs):  # len(order) batches
-            params, opt_state, loss = step(graphdef, tx, params, opt_state, *batch)
-            losses.append(loss.addressable_shards[0].data)
+        for i in range(n_batches):
+            first = id(step) not in _called
+            with phase("compile the step" if first else "train steps"):
+                batch = next(batches)
+                params, opt_state, loss = step(graphdef, tx, params, opt_state, *batch)
+                losses.append(loss.addressable_shards[0].data)
+                if i + 1 == n_batches:  # wait for the last step, so the phase is its work
+                    losses = list(np.asarray(jnp.stack(losses)))
+            _called.add(id(step))
             if not shown.disable and i % 20 == 0:
                 shown.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
             shown.update()
-    return params, opt_state, np.asarray(jnp.stack(losses))
+    return params, opt_state, np.asarray(losses)
