@@ -39,9 +39,15 @@ from jaxpipe.models import linear, logistic, mlp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import breakdown  # noqa: E402
 import cnn as cnn_bench  # noqa: E402
 import writeups  # noqa: E402
-from pipeline import bench_overhead, bench_pipeline, bench_stage  # noqa: E402
+from pipeline import (  # noqa: E402
+    bench_overhead,
+    bench_pipeline,
+    bench_stage,
+    startup_split,
+)
 
 DATA = ROOT / "data"
 
@@ -167,7 +173,8 @@ def table(results: dict) -> str:
         (f"train@cnn_mnist stage ({st['epochs']} epochs) vs PyTorch eager twin",
          f"{st['jaxpipe_vs_torch']:.2f}x",
          f"{st['jaxpipe']['images_per_s']:.0f} vs {st['torch']['images_per_s']:.0f} img/s; "
-         f"process {st['jaxpipe']['wall_s']:.1f} vs {st['torch']['wall_s']:.1f} s"),
+         f"process {st['jaxpipe']['wall_s']:.1f} vs {st['torch']['wall_s']:.1f} s; "
+         f"{st['jaxpipe']['images_per_s'] * 28e-3 / c['matmul_peak_gflops']:.0%} of matmul peak"),
         ("train@cnn_mnist stage vs torch.compile twin", f"{st['jaxpipe_vs_torch_compile']:.2f}x",
          f"{st['torch_compile']['images_per_s']:.0f} img/s; "
          f"process {st['torch_compile']['wall_s']:.1f} s"),
@@ -196,12 +203,32 @@ def table(results: dict) -> str:
          f"{ov['train_stage_s']:.2f} s vs {ov['train_stage_cached_s']:.2f} s"),
         ("no-op dvc repro", f"{ov.get('noop_dvc_repro_s', float('nan')):.2f} s", ""),
     ]
+    if "profile" in results:
+        pr, js, ts = results["profile"], results["profile"]["jax_step"], \
+            results["profile"]["torch_step"]
+        shares = sorted(pr["stage"]["shares"].items(), key=lambda kv: -kv[1])
+        rows += [(f"train@cnn_mnist by phase ({pr['stage']['epochs']} epochs, "
+                  f"{pr['stage']['wall_s']:.1f} s)", f"{shares[0][1]:.0%}",
+                  ", ".join(f"{k} {v:.0%}" for k, v in shares)),
+                 ("CNN step traced: wall / XLA span / op time", f"{js['step_ms']:.1f} ms",
+                  f"{js['xla_span_ms']:.1f} / {js['op_cpu_ms']:.1f} ms; " + ", ".join(
+                      f"{k} {v:.1f}" for k, v in js["by_kind_ms"].items())),
+                 ("PyTorch step traced: top operators (own time)",
+                  f"{ts['step_ms_profiled']:.1f} ms", ", ".join(
+                      f"{k} {v:.1f}" for k, v in list(ts["top_ops_self_ms"].items())[:6]))]
     if "pipeline" in results:
         pl = results["pipeline"]
+        sp = startup_split(pl, results["overhead"]["jax_init_s"])
         rows += [("dvc repro from scratch (cold compilation cache)",
                   f"{pl['from_scratch_s']:.0f} s", ""),
                  ("dvc repro --force (warm cache)", f"{pl['forced_warm_cache_s']:.0f} s", ""),
                  ("no-op dvc repro (workspace)", f"{pl['noop_s']:.1f} s", ""),
+                 ("from-scratch repro: start-up / work",
+                  f"{sp['startup_share']:.0%}",
+                  f"start-up {sp['startup_s']:.0f} s (imports {sp['imports_s']:.0f}, JAX start "
+                  f"{sp['jax_start_s']:.0f}, compilation {sp['compilation_s']:.0f}) of "
+                  f"{pl['from_scratch_s']:.0f} s over {sp['stages']} stages; work and dvc "
+                  f"{sp['work_s']:.0f} s"),
                  ("stage script imports (slowest)", f"{max(pl['stage_import_s'].values()):.2f} s",
                   ", ".join(f"{k} {v:.2f}" for k, v in pl["stage_import_s"].items()))]
     width = max(len(r[0]) for r in rows)
@@ -216,6 +243,8 @@ def main() -> None:
     parser.add_argument("--stage-rounds", type=int, default=2)
     parser.add_argument("--stage-epochs", type=int, default=0,
                         help="epochs of the whole-stage rows (default: params.yaml's)")
+    parser.add_argument("--profile-epochs", type=int, default=3,
+                        help="epochs of the stage's phase profile")
     parser.add_argument("--pipeline", action="store_true",
                         help="also time the whole pipeline from scratch in a throw-away copy")
     parser.add_argument("--accuracy", action="store_true",
@@ -228,7 +257,8 @@ def main() -> None:
     for name, fn in (("cnn", lambda: bench_cnn(args.rounds, args.steps, args.accuracy)),
                      ("stage", lambda: bench_stage(args.stage_rounds, args.stage_epochs)),
                      ("logreg", bench_logreg), ("xor_linreg", bench_xor_linreg),
-                     ("mnist_io", bench_mnist_io), ("overhead", bench_overhead)):
+                     ("mnist_io", bench_mnist_io), ("overhead", bench_overhead),
+                     ("profile", lambda: breakdown.run(args.profile_epochs, 200))):
         results[name] = fn()
         sys.stderr.write(f"{name}: done\n")
     if args.pipeline:

@@ -1,0 +1,209 @@
+"""Where the CNN stage's time goes: the stage by phase, the jitted step by XLA operation, and
+the PyTorch twin's step by operator (for benchmarks/run.py, or on its own).
+
+    python benchmarks/breakdown.py [--epochs 3] [--steps 200]   # prints JSON
+
+- ``stage``: ``train@cnn_mnist`` run as dvc runs it, in a fresh process, with ``--timing``:
+  seconds per phase (``jaxpipe.models.phase``), and the start-up before ``main`` (interpreter,
+  imports, JAX) as the process wall time less the phases.
+- ``jax_step``: one epoch of the stage's own training loop (``jaxpipe.models.cnn.loop``) on
+  the real training set, traced by ``jax.profiler`` with the Python tracer off, after a
+  warm-up epoch; each XLA operation's time per step, grouped by kind, and the share of the
+  step's wall time that is not XLA executing (dispatch, waiting, Python).
+- ``torch_step``: the PyTorch twin's steps (best footing, ``benchmarks/cnn.py``) under
+  ``torch.profiler``, each operator's own CPU time per step, in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / "data" / "prepared" / "mnist"
+TOP = 12  # operations listed by name; the rest are summed into their kind
+
+# XLA:CPU thunk names -> kind of work (first match wins)
+KINDS = [("matmul (YNNPACK)", r"^ynn_fusion"), ("matmul", r"^dot|^custom-call|gemm"),
+         ("convolution", r"convolution"), ("pooling", r"reduce-window"),
+         ("reduction", r"^reduce|_reduce"), ("copy / transpose / pad", r"copy|transpose|pad|"
+                                             r"concatenate|slice|gather|scatter|bitcast"),
+         ("elementwise fusion", r"fusion"), ("other", r".")]
+
+
+def kind_of(name: str) -> str:
+    return next(k for k, pattern in KINDS if re.search(pattern, name))
+
+
+def profile_stage(epochs: int) -> dict:
+    """The whole stage in a fresh process, as dvc runs it, with its phase timings."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["cnn_mnist"]["epochs"] = epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
+        cmd = [sys.executable, "stages/train.py", "cnn_mnist", "--data", str(MNIST),
+               "--out", f"{tmp}/m.safetensors", "--history", f"{tmp}/h.csv",
+               "--timing", f"{tmp}/t.json", "--params", f"{tmp}/params.yaml"]
+        started = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        timing = json.loads((Path(tmp) / "t.json").read_text())
+    phases = timing["phases"]
+    # the rest: the interpreter, imports and JAX's start before main, and the small steps
+    # between phases (the loss checks, the history)
+    phases["start-up and the rest"] = round(wall - sum(phases.values()), 4)
+    return {"epochs": epochs, "wall_s": round(wall, 3), "phases_s": phases,
+            "shares": {k: round(v / wall, 4) for k, v in phases.items()}}
+
+
+def _events(trace_dir: Path) -> tuple[list[dict], dict[int, str]]:
+    """The complete events of a perfetto trace, and each thread's name."""
+    path = next(trace_dir.rglob("perfetto_trace.json.gz"))
+    events = json.loads(gzip.open(path).read())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    threads = {e["tid"]: e["args"]["name"] for e in events
+               if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    return [e for e in events if e.get("ph") == "X"], threads
+
+
+def _is_op(name: str, thread: str) -> bool:
+    """An XLA operation (thunk) event: on an XLA thread, named like an HLO instruction."""
+    return not thread.startswith("python") and re.match(r"^[a-z][\w.-]*$", name) is not None
+
+
+def profile_jax_step() -> dict:
+    """One traced epoch of the stage's loop, after a warm-up epoch, on the real data."""
+    import jax
+    import optax
+
+    from jaxpipe.data.tables import load_dataset
+    from jaxpipe.models.cnn import loop, mesh, net
+    from jaxpipe.train import load_train_config
+
+    cfg = load_train_config(ROOT / "params.yaml", "cnn_mnist").config
+    options = tuple(sorted(cfg.compiler_options.items()))
+    train = load_dataset(MNIST).split("train")
+    grid = mesh.data_mesh(1)
+    graphdef, params = net.init(cfg.seed)
+    tx = optax.adam(cfg.lr)
+    params, opt_state = mesh.replicated(grid, (params, tx.init(params)))
+    runner = loop.InMemory(grid, train.x, train.y, options)
+    n_batches = len(train.y) // cfg.batch_size
+
+    def epoch(i: int) -> float:
+        nonlocal params, opt_state
+        order = loop.batch_order(cfg.seed, i, len(train.y), cfg.batch_size)
+        started = time.perf_counter()
+        params, opt_state, _ = loop.run_epoch(runner.step, graphdef, tx, params, opt_state,
+                                              runner.steps(order), n_batches, "profile")
+        return time.perf_counter() - started
+
+    epoch(1)  # compile and warm up
+    with tempfile.TemporaryDirectory() as tmp:
+        options_ = jax.profiler.ProfileOptions()
+        options_.python_tracer_level = 0
+        options_.host_tracer_level = 1  # level 2 (every thread-pool task) slows the step ~40%
+        with jax.profiler.trace(tmp, create_perfetto_trace=True, profiler_options=options_):
+            wall = epoch(2)
+        events, threads = _events(Path(tmp))
+    per_op: dict[str, float] = collections.defaultdict(float)
+    span = dispatch = 0.0
+    for e in events:
+        name, thread = e["name"], threads.get(e.get("tid"), "")
+        if name == "ThunkExecutor::Execute (wait for completion)":
+            span += e["dur"]
+        elif name.startswith("PjitFunction("):
+            dispatch += e["dur"]
+        elif _is_op(name, thread):
+            per_op[name] += e["dur"]
+    ms = 1e-3 / n_batches  # microseconds in all -> milliseconds per step
+    kinds: dict[str, float] = collections.defaultdict(float)
+    for name, us in per_op.items():
+        kinds[kind_of(name)] += us * ms
+    step_ms = wall * 1e3 / n_batches
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:TOP]
+    return {"steps": n_batches, "step_ms": round(step_ms, 3),
+            "images_per_s": round(n_batches * cfg.batch_size / wall),
+            "xla_span_ms": round(span * ms, 3),  # first operation to last, per step
+            "python_dispatch_ms": round(dispatch * ms, 3),
+            "op_cpu_ms": round(sum(per_op.values()) * ms, 3),  # summed over threads
+            "by_kind_ms": {k: round(v, 3) for k, v in sorted(kinds.items(),
+                                                              key=lambda kv: -kv[1])},
+            "top_ops_ms": {k: round(v * ms, 3) for k, v in top}}
+
+
+def profile_torch_step(steps: int) -> dict:
+    """The PyTorch twin's steps under torch.profiler (its own process: see ``main``)."""
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cnn as cnn_bench
+
+    from jaxpipe.data.tables import load_dataset
+
+    train = load_dataset(MNIST).split("train")
+    torch.manual_seed(0)
+    net, (xt,) = cnn_bench.torch_footing(cnn_bench.torch_net(), train.x)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    yt = torch.from_numpy(train.y.astype(np.int64))
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(xt), generator=gen)
+
+    def one(i: int) -> None:
+        sl = perm[i * 64:(i + 1) * 64]
+        opt.zero_grad()
+        torch.nn.functional.nll_loss(net(xt[sl]), yt[sl]).backward()
+        opt.step()
+
+    for i in range(20):
+        one(i)
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(20, 20 + steps):
+            one(i)
+    wall = time.perf_counter() - started
+    rows = sorted(prof.key_averages(), key=lambda r: -r.self_cpu_time_total)[:TOP]
+    return {"steps": steps, "step_ms_profiled": round(wall * 1e3 / steps, 3),
+            "top_ops_self_ms": {r.key: round(r.self_cpu_time_total / 1e3 / steps, 3)
+                                for r in rows}}
+
+
+def run(epochs: int, steps: int) -> dict:
+    """All three profiles, each in its own process."""
+    out = {"stage": profile_stage(epochs)}
+    for part in ("jax_step", "torch_step"):
+        proc = subprocess.run([sys.executable, __file__, "--part", part, "--steps", str(steps)],
+                              cwd=ROOT, check=True, capture_output=True, text=True)
+        out[part] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the stage profile")
+    parser.add_argument("--steps", type=int, default=200, help="PyTorch steps profiled")
+    parser.add_argument("--part", choices=["jax_step", "torch_step"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part == "jax_step":
+        result = profile_jax_step()
+    elif args.part == "torch_step":
+        result = profile_torch_step(args.steps)
+    else:
+        result = run(args.epochs, args.steps)
+    sys.stdout.write(json.dumps(result, indent=None if args.part else 2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
