@@ -1,0 +1,110 @@
+"""Estimate the fast tests' mutation score over the whole of src/jaxpipe from a random sample.
+
+Running every mutant takes hours on two cores; a seeded random sample of ``--n`` mutants
+(the download, archive and mirror modules excluded by default: ``check.py`` runs those whole)
+gives the score with a 95% Wilson interval. Survivors judged equivalent (EQUIVALENT.md) are
+left out of the score, as in ``check.py``; every other survivor is listed.
+
+    python mutation/sample.py --n 300 --seed 0            # generate, sample, run, report
+    python mutation/sample.py --n 300 --seed 0 --no-run   # report the last run's results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check import KILLED, MUST_BE_COMPLETE, PACKAGE, ROOT, equivalent_names, say  # noqa: E402
+
+METAS = ROOT / "mutants" / "src" / "jaxpipe"
+RESULT = ROOT / "mutation" / "sample.json"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def mutants_by_module() -> dict[str, list[str]]:
+    """Every generated mutant's name, by module path under src/jaxpipe."""
+    out: dict[str, list[str]] = {}
+    for meta in sorted(METAS.rglob("*.py.meta")):
+        module = meta.relative_to(METAS).as_posix().removesuffix(".meta")
+        names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
+        if names and (PACKAGE / module).exists():
+            out[module] = names
+    return out
+
+
+def exit_codes() -> dict[str, int | None]:
+    codes: dict[str, int | None] = {}
+    for meta in METAS.rglob("*.py.meta"):
+        codes.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return codes
+
+
+def mutmut(names: list[str]) -> None:
+    mutants = ROOT / "mutants"
+    mutants.mkdir(exist_ok=True)
+    if not (mutants / ".git").exists():  # some tests ask dvc, which needs a git repo
+        subprocess.run(["git", "init", "-q", str(mutants)], check=True)
+    subprocess.run(["mutmut", "run", "--max-children", "1", *names], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="mutants to sample")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exclude", nargs="*", default=MUST_BE_COMPLETE,
+                        help="modules left out of the sample (default: those check.py runs "
+                             "whole)")
+    parser.add_argument("--no-run", action="store_true", help="report the last run's results")
+    args = parser.parse_args()
+    started = time.monotonic()
+    if not args.no_run:  # generate every module's mutants (and the test stats), run none
+        mutmut(["jaxpipe.core.errors.*"])
+    population = {m: n for m, n in mutants_by_module().items() if m not in args.exclude}
+    names = sorted(n for group in population.values() for n in group)
+    sample = sorted(random.Random(args.seed).sample(names, min(args.n, len(names))))
+    if not args.no_run:
+        mutmut(sample)
+    codes, equivalent = exit_codes(), equivalent_names()
+    unchecked = [n for n in sample if codes.get(n) is None]
+    killed = [n for n in sample if codes.get(n) in KILLED]
+    equiv = [n for n in sample if n in equivalent and n not in killed]
+    survived = sorted(set(sample) - set(killed) - set(unchecked) - set(equiv))
+    judged = len(sample) - len(equiv) - len(unchecked)
+    low, high = wilson(len(killed), judged)
+    result = {"population": len(names), "modules": len(population), "sample": len(sample),
+              "seed": args.seed, "killed": len(killed), "equivalent": len(equiv),
+              "unchecked": len(unchecked), "survived": survived,
+              "score": round(len(killed) / judged, 4) if judged else None,
+              "wilson_95": [round(low, 4), round(high, 4)],
+              "excluded": sorted(args.exclude)}
+    if not args.no_run:
+        result["seconds"] = round(time.monotonic() - started)
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    say(f"{len(killed)}/{judged} sampled mutants killed ({len(killed) / max(judged, 1):.1%}; "
+        f"95% interval "
+        f"{low:.1%}-{high:.1%}) of {len(names)} in {len(population)} modules; "
+        f"{len(equiv)} judged equivalent, {len(unchecked)} not checked")
+    for name in survived:
+        say(f"    survived: {name}")
+    return 1 if unchecked else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
