@@ -33,12 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "data" / "prepared" / "mnist"
 TOP = 12  # operations listed by name; the rest are summed into their kind
 
-# XLA:CPU thunk names -> kind of work (first match wins)
+# XLA:CPU thunk names -> kind of work (first match wins). Read from the compiled step's HLO
+# (``jax.jit(...).lower(...).compile().as_text()``): the loop fusions compute the first
+# convolution (nine shifted products, fused with its bias and ReLU, and again in the ReLU's
+# gradient) and slice the padded input for its weight gradient.
 KINDS = [("matmul (YNNPACK)", r"^ynn_fusion"), ("matmul", r"^dot|^custom-call|gemm"),
-         ("convolution", r"convolution"), ("pooling", r"reduce-window"),
-         ("reduction", r"^reduce|_reduce"), ("copy / transpose / pad", r"copy|transpose|pad|"
-                                             r"concatenate|slice|gather|scatter|bitcast"),
-         ("elementwise fusion", r"fusion"), ("other", r".")]
+         ("convolution", r"convolution"), ("pooling, bias gradients", r"reduce-window"),
+         ("layout copies", r"^copy|^transpose"),
+         ("loop fusions: conv1, ReLU, slices", r"fusion"), ("other", r".")]
 
 
 def kind_of(name: str) -> str:
