@@ -214,6 +214,15 @@ def test_a_refused_connection_is_named_by_its_error(tmp_path: Path) -> None:
     assert str(err.value) == f"{url}/{NAME}: ConnectionRefusedError: [Errno 111] Connection refused"
 
 
+def test_a_refused_connection_alone_reads_as_offline(tmp_path: Path) -> None:
+    url = dead_url()
+    with pytest.raises(DownloadError) as err:
+        download(config([url + "/"], spec_of(BODY)), tmp_path, None)
+    assert str(err.value) == (f"{NAME}: 1 HTTP mirror(s) failed, first: {url}/{NAME}: "
+                              f"ConnectionRefusedError: [Errno 111] Connection refused"
+                              f"{OFFLINE_HINT}")
+
+
 def test_a_proxy_that_cannot_reach_the_internet_reads_as_offline(tmp_path: Path) -> None:
     with odd_server() as base, pytest.raises(DownloadError) as err:
         download(config([f"{base}/gateway/"], spec_of(BODY)), tmp_path, None)
@@ -253,7 +262,7 @@ def test_with_a_mirror_set_the_message_says_why_it_did_not_serve(tmp_path: Path)
 
 
 def test_a_mirror_copy_with_another_checksum_names_the_default_key(tmp_path: Path) -> None:
-    mirror = tmp_path / "mirror"
+    mirror = tmp_path / "shared data"  # a space in the path: the problem is still whole
     (mirror / "mnist").mkdir(parents=True)
     (mirror / "mnist" / NAME).write_bytes(b"a subset")
     spec = spec_of(BODY, sized=False)
@@ -337,3 +346,15 @@ def test_a_file_absent_from_the_mirror_is_a_note_a_refused_one_a_warning(
         (logging.INFO, f"{NAME}: local mirror: not in local mirror {mirror / 'mnist'}"),
         (logging.WARNING, f"link.gz: local mirror: {mirror / 'mnist' / 'link.gz'} is not a "
                           f"regular file inside the mirror {mirror}")]
+
+
+def test_outside_a_terminal_a_download_draws_no_progress_bar(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Logs of `dvc repro` in CI or a file stay free of progress-bar lines."""
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / NAME).write_bytes(BODY)
+    with http_server(tmp_path / "srv") as base:
+        fetch_url(f"{base}/good/{NAME}", tmp_path / NAME, spec_of(BODY), timeout=5,
+                  deadline=30, max_bytes=len(BODY))
+    assert capsys.readouterr().err == ""
+

@@ -25,8 +25,8 @@ A, B, C = "a" * 32, "b" * 32, "c" * 32
 
 def test_md5sums_read_as_md5sum_writes_them(tmp_path: Path) -> None:
     listing = tmp_path / "MD5SUMS"
-    listing.write_text(f"{A}  train.csv\n\n{B.upper()} *test.csv\n   \n{C}  last.csv\n")
-    assert read_md5sums(listing) == {"train.csv": A, "test.csv": B, "last.csv": C}
+    listing.write_text(f"{A}  train.csv\n\n{B.upper()} *test.csv\n   \n{C}  X_last.npy\n")
+    assert read_md5sums(listing) == {"train.csv": A, "test.csv": B, "X_last.npy": C}
 
 
 @pytest.mark.parametrize("line", [f"{A[:-1]}  train.csv", f"{A}0  train.csv", f"{A}",
