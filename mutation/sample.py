@@ -25,6 +25,7 @@ from check import KILLED, MUST_BE_COMPLETE, PACKAGE, ROOT, equivalent_names, say
 
 METAS = ROOT / "mutants" / "src" / "jaxpipe"
 RESULT = ROOT / "mutation" / "sample.json"
+NO_TESTS = 33  # mutmut's exit code for a mutant no fast test reaches (in-process)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -88,11 +89,22 @@ def main() -> int:
     killed = [n for n in sample if codes.get(n) in KILLED]
     equiv = [n for n in sample if n in equivalent and n not in killed]
     survived = sorted(set(sample) - set(killed) - set(unchecked) - set(equiv))
+    no_tests = [n for n in survived if codes.get(n) == NO_TESTS]
+    module_of = {n: m for m, group in population.items() for n in group}
+    by_module: dict[str, dict[str, int]] = {}
+    for n in sample:
+        row = by_module.setdefault(module_of[n], {"sampled": 0, "checked": 0, "killed": 0,
+                                                  "no_tests": 0})
+        row["sampled"] += 1
+        row["checked"] += n not in unchecked
+        row["killed"] += n in killed
+        row["no_tests"] += codes.get(n) == NO_TESTS
     judged = len(sample) - len(equiv) - len(unchecked)
     low, high = wilson(len(killed), judged)
     result = {"population": len(names), "modules": len(population), "sample": len(sample),
               "seed": args.seed, "killed": len(killed), "equivalent": len(equiv),
-              "unchecked": len(unchecked), "survived": survived,
+              "unchecked": len(unchecked), "no_tests": len(no_tests), "survived": survived,
+              "by_module": dict(sorted(by_module.items())),
               "score": round(len(killed) / judged, 4) if judged else None,
               "wilson_95": [round(low, 4), round(high, 4)],
               "excluded": sorted(args.exclude)}
@@ -102,7 +114,12 @@ def main() -> int:
     say(f"{len(killed)}/{judged} sampled mutants killed ({len(killed) / max(judged, 1):.1%}; "
         f"95% interval "
         f"{low:.1%}-{high:.1%}) of {len(names)} in {len(population)} modules; "
-        f"{len(equiv)} judged equivalent, {len(unchecked)} not checked")
+        f"{len(equiv)} judged equivalent, {len(unchecked)} not checked; {len(no_tests)} of the "
+        f"survivors are in code no fast test reaches in-process")
+    for module, row in sorted(by_module.items(),
+                              key=lambda kv: kv[1]["killed"] / max(kv[1]["checked"], 1)):
+        say(f"  {module}: {row['killed']}/{row['checked']} checked mutants killed "
+            f"({row['no_tests']} unreached; {row['sampled'] - row['checked']} not checked)")
     for name in survived:
         say(f"    survived: {name}")
     return 1 if unchecked else 0
