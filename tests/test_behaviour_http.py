@@ -20,6 +20,7 @@ import pytest
 from helpers import dead_url, http_server
 
 from jaxpipe.core.errors import DownloadError
+from jaxpipe.data import http as http_module
 from jaxpipe.data.http import fetch_first, fetch_url
 from jaxpipe.data.sources import _no_source_message, download, mirror_from_env, mirror_problem
 from jaxpipe.data.specs import DownloadConfig, FileSpec
@@ -358,3 +359,20 @@ def test_outside_a_terminal_a_download_draws_no_progress_bar(
                   deadline=30, max_bytes=len(BODY))
     assert capsys.readouterr().err == ""
 
+
+
+def test_in_a_terminal_a_download_draws_its_progress_bar(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """When a person watches, a bar counts the bytes as they arrive (bytes, scaled), under the
+    file's name, and goes away when the file is done."""
+    monkeypatch.setattr(http_module, "interactive", lambda: True)
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / NAME).write_bytes(BODY)
+    with http_server(tmp_path / "srv") as base:
+        fetch_url(f"{base}/good/{NAME}", tmp_path / NAME, spec_of(BODY), timeout=5,
+                  deadline=30, max_bytes=len(BODY))
+    drawn = capsys.readouterr().err
+    assert (tmp_path / NAME).read_bytes() == BODY
+    assert drawn.startswith(f"\r{NAME}:") and f"/{len(BODY) / 1000:.0f}k [" in drawn
+    assert "B/s]" in drawn and drawn.endswith("\r")
