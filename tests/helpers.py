@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,17 +111,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_server(root: Path) -> Iterator[str]:
-    """Serve ``root`` on 127.0.0.1 at a free port; yield the base URL."""
-    handler = type("Handler", (_Handler,), {"root": root})
+def serving(handler: type[http.server.BaseHTTPRequestHandler],
+            wait_for_handlers: bool = True) -> Iterator[str]:
+    """A threading HTTP server with ``handler`` on 127.0.0.1 at a free port; yield its base
+    URL. ``wait_for_handlers=False``: closing does not wait for a handler that still sleeps."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server.block_on_close = wait_for_handlers
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def http_server(root: Path) -> AbstractContextManager[str]:
+    """Serve ``root`` on 127.0.0.1 at a free port; yield the base URL."""
+    return serving(type("Handler", (_Handler,), {"root": root}))
 
 
 def dead_url() -> str:

@@ -11,13 +11,12 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import dead_url, http_server
+from helpers import dead_url, http_server, serving
 
 from jaxpipe.core.errors import DownloadError
 from jaxpipe.data import http as http_module
@@ -100,16 +99,8 @@ class _Odd(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def odd_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
-    server.block_on_close = False  # a silent handler may still sleep: do not wait for it
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def odd_server() -> AbstractContextManager[str]:
+    return serving(_Odd, wait_for_handlers=False)
 
 
 def config(urls: list[str], spec: FileSpec, **limits: float) -> DownloadConfig:

@@ -4,15 +4,13 @@ the cap, a mirror entry that is not a regular file, IDX headers that lie."""
 
 import gzip
 import http.server
-import threading
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import dead_url, http_server, md5
+from helpers import dead_url, http_server, md5, serving
 
 from jaxpipe.core.errors import DownloadError, JaxpipeError
 from jaxpipe.data.http import fetch_first, fetch_url
@@ -103,15 +101,8 @@ class _Announcing(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def announcing_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Announcing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def announcing_server() -> AbstractContextManager[str]:
+    return serving(_Announcing)
 
 
 def test_an_announced_length_over_the_cap_is_refused_before_reading(tmp_path: Path) -> None:
