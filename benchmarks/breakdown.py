@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from pipeline import cnn_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "data" / "prepared" / "mnist"
@@ -49,13 +49,8 @@ def kind_of(name: str) -> str:
 
 def profile_stage(epochs: int) -> dict:
     """The whole stage in a fresh process, as dvc runs it, with its phase timings."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"]["cnn_mnist"]["epochs"] = epochs
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
-        cmd = [sys.executable, "stages/train.py", "cnn_mnist", "--data", str(MNIST),
-               "--out", f"{tmp}/m.safetensors", "--history", f"{tmp}/h.csv",
-               "--timing", f"{tmp}/t.json", "--params", f"{tmp}/params.yaml"]
+        cmd = cnn_stage(tmp, epochs=epochs)
         started = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
         wall = time.perf_counter() - started

@@ -27,6 +27,18 @@ def run_s(cmd: list[str], env: dict | None = None) -> float:
 
 
 
+def cnn_stage(tmp: str | Path, **overrides: object) -> list[str]:
+    """The ``train@cnn_mnist`` command as dvc runs it, with params.yaml's ``train.cnn_mnist``
+    changed by ``overrides`` (in a params file under ``tmp``) and its outputs and ``--timing``
+    JSON (``t.json``) under ``tmp``."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["cnn_mnist"].update(overrides)
+    (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
+    return [sys.executable, "stages/train.py", "cnn_mnist", "--data", str(DATA / "prepared" /
+            "mnist"), "--out", f"{tmp}/m.safetensors", "--history", f"{tmp}/h.csv",
+            "--timing", f"{tmp}/t.json", "--params", f"{tmp}/params.yaml"]
+
+
 def bench_overhead() -> dict:
     """No-op `dvc repro`, and a short train@cnn_mnist stage (one epoch of 2,048 images: mostly
     start-up) with jaxpipe's compilation cache off and warm."""
@@ -36,13 +48,8 @@ def bench_overhead() -> dict:
     status = subprocess.run(["dvc", "status"], cwd=ROOT, capture_output=True, text=True)
     if "up to date" in status.stdout:
         out["noop_dvc_repro_s"] = run_s(["dvc", "repro"])
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"]["cnn_mnist"].update(epochs=1, max_train_images=2048)
     with tempfile.TemporaryDirectory() as tmp:  # a short CNN stage: mostly start-up
-        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
-        stage = [sys.executable, "stages/train.py", "cnn_mnist", "--data",
-                 "data/prepared/mnist", "--out", f"{tmp}/m.safetensors", "--history",
-                 f"{tmp}/h.csv", "--params", f"{tmp}/params.yaml"]
+        stage = cnn_stage(tmp, epochs=1, max_train_images=2048)
         bare = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
         off = {**bare, "JAXPIPE_COMPILATION_CACHE": "0"}
         cached = {**bare, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jaxcache"}  # jaxpipe's defaults
@@ -112,15 +119,11 @@ def bench_stage(rounds: int, epochs: int) -> dict:
     """The whole ``train@cnn_mnist`` stage as dvc runs it (a fresh process: imports, JAX start,
     compilation, shuffling, per-epoch validation, best parameters kept) against its PyTorch
     twins doing the same per-epoch work; ``epochs`` from params unless given."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    epochs = epochs or params["train"]["cnn_mnist"]["epochs"]
-    params["train"]["cnn_mnist"]["epochs"] = epochs
+    epochs = epochs or yaml.safe_load((ROOT / "params.yaml").read_text())["train"][
+        "cnn_mnist"]["epochs"]
     runs: dict[str, list[dict]] = {"jaxpipe": [], "torch": [], "torch_compile": []}
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
-        stage = [sys.executable, "stages/train.py", "cnn_mnist", "--data", "data/prepared/mnist",
-                 "--out", f"{tmp}/m.safetensors", "--history", f"{tmp}/h.csv", "--timing",
-                 f"{tmp}/t.json", "--params", f"{tmp}/params.yaml"]
+        stage = cnn_stage(tmp, epochs=epochs)
         for _ in range(rounds):
             wall = run_s(stage)
             fit_s = json.loads((Path(tmp) / "t.json").read_text())["train_seconds"]

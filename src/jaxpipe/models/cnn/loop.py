@@ -68,19 +68,18 @@ def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: An
     read back every 20 batches only then, so a CI run never waits on it). Timed as the
     first call (tracing and compiling the step, once per process) and the rest, up to the
     losses read back."""
-    losses: list = []
+    losses = []
     batches = iter(inputs)
     with bar(n_batches, desc) as shown:
         for i in range(n_batches):
             first = id(step) not in _called
             with phase("compile the step" if first else "train steps"):
-                batch = next(batches)
-                params, opt_state, loss = step(graphdef, tx, params, opt_state, *batch)
+                params, opt_state, loss = step(graphdef, tx, params, opt_state, *next(batches))
                 losses.append(loss.addressable_shards[0].data)
-                if i + 1 == n_batches:  # wait for the last step, so the phase is its work
-                    losses = list(np.asarray(jnp.stack(losses)))
+                if i + 1 == n_batches:  # the phase ends when the epoch's work is done
+                    jax.block_until_ready(loss)
             _called.add(id(step))
             if not shown.disable and i % 20 == 0:
                 shown.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
             shown.update()
-    return params, opt_state, np.asarray(losses)
+    return params, opt_state, np.asarray(jnp.stack(losses))
