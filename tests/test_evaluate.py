@@ -74,7 +74,40 @@ def test_evaluate_scores_the_split_it_names_beside_the_reference(tmp_path: Path)
     assert on_test.n_scored == 40 and on_train.n_scored == 80
     assert on_test.metrics["accuracy"] < 0.2 and on_train.metrics["accuracy"] > 0.9
     assert on_test.metrics["sklearn_accuracy"] < 0.2  # fitted on train, scored on test
-    write_evaluation(on_test, tmp_path / "metrics.json", tmp_path / "plots")
+    write_evaluation(on_test, tmp_path / "metrics.json", tmp_path / "details.json",
+                     tmp_path / "plots")
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"predictions.csv", "roc.csv",
                                                                  "per_class.csv"}
-    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] < 0.2
+    headline = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(headline) == {"accuracy", "log_loss", "roc_auc", "sklearn_accuracy"}
+    assert headline["accuracy"] < 0.2
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert details == {"rows": 40, "split": "test"}  # logistic regression has no extras
+
+
+def test_regression_details_hold_both_fits_and_their_distance(tmp_path: Path) -> None:
+    """The linear model's coefficients, the closed form's, and the largest gap between them
+    go to the details; the headline keeps RMSE, R² and the reference's R² only."""
+    from helpers import make_dataset
+
+    from jaxpipe import models
+    from jaxpipe.artifacts import load_trained, save_trained
+    from jaxpipe.evaluate import evaluate
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(400, 2)).astype(np.float32)
+    y = (x @ np.array([3.0, 4.0]) + 5.0 + rng.normal(0, 0.01, 400)).astype(np.float32)
+    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
+    data = make_dataset(scaler, train=(x[:300], y[:300]), test=(x[300:], y[300:]))
+    module = models.load("linreg")
+    cfg = module.Config(steps=50)  # short: the learned fit stays visibly off the closed form
+    save_trained(tmp_path / "m.st", "m", "linreg", cfg, module.fit(cfg, data), scaler)
+    result = evaluate(load_trained(tmp_path / "m.st"), data, EvalConfig())
+    assert set(result.metrics) == {"rmse", "r2", "sklearn_r2"}
+    assert result.metrics["sklearn_r2"] > 0.999
+    details = result.details
+    assert details["split"] == "test" and details["rows"] == 100
+    assert abs(details["sklearn_coef_0"] - 3.0) < 0.01
+    assert abs(details["sklearn_intercept"] - 5.0) < 0.01
+    gaps = [abs(details[k] - details[f"sklearn_{k}"]) for k in ("coef_0", "coef_1", "intercept")]
+    assert details["max_abs_coef_diff"] == round(max(gaps), 6) > 0

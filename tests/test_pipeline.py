@@ -35,8 +35,14 @@ def test_metrics_show_lists_every_model(pipeline) -> None:
     for model in MODELS:
         data = files[f"metrics/{model}.json"]["data"]
         assert ("accuracy" in data) or ("r2" in data), model
-    cnn = files["metrics/cnn_mnist.json"]["data"]
-    assert cnn["train_images"] == 1024 and set(cnn) >= {"accuracy", "log_loss", "best_epoch"}
+    names = {name for model in MODELS for name in files[f"metrics/{model}.json"]["data"]}
+    assert names == {"accuracy", "log_loss", "roc_auc", "sklearn_accuracy",  # one column each
+                     "rmse", "r2", "sklearn_r2"}
+    assert not any("details" in path for path in files)  # the details are not listed...
+    cnn = json.loads(dvc(pipeline.root, "metrics", "show", "--json",
+                         "metrics/details/cnn_mnist.json").stdout)  # ...but can be shown
+    cnn = next(iter(cnn.values()))["data"]["metrics/details/cnn_mnist.json"]["data"]
+    assert cnn["train_images"] == 1024 and cnn["rows"] == 10000 and cnn["best_epoch"] == 1
     predictions = (pipeline.root / "plots/cnn_mnist/eval/predictions.csv").read_text()
     assert len(predictions.splitlines()) == 10001  # every test image scored, plus the header
     assert files["metrics/xor_mlp.json"]["data"]["accuracy"] == 1.0

@@ -69,6 +69,6 @@ def test_queue_runs_two_cnn_experiments_at_once(pipeline) -> None:
     assert most_at_once == 2
     shown = json.loads(dvc(ws, "exp", "show", "--json").stdout)
     losses = {name: _named(shown, name)["metrics"]["metrics/cnn_mnist.json"]["data"]
-              ["best_val_loss"] for name in RATES}
+              ["log_loss"] for name in RATES}
     assert losses["q-slow"] != losses["q-fast"]  # each ran with its own learning rate
     assert ws.joinpath("params.yaml").read_text().count("lr: 1.0e-3") == 1  # workspace untouched

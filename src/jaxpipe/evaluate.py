@@ -1,4 +1,13 @@
-"""Evaluate: flat metrics, a scikit-learn reference on the same split, and plot data."""
+"""Evaluate: headline metrics, details, a scikit-learn reference on the same split, and plot
+data.
+
+The headline metrics (``metrics/<model>.json``, what ``dvc metrics show`` and ``dvc exp show``
+list) share their names across models, so the tables have one column per figure, not one per
+model and figure: accuracy, log loss, ROC AUC and the reference's accuracy for classifiers;
+RMSE, R² and the reference's R² for regression. What only one model has (coefficients, steps
+to converge, the kept epoch) goes to a details file beside them, and per-class figures to
+plot data.
+"""
 
 from __future__ import annotations
 
@@ -35,9 +44,11 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Flat metrics (ours and the reference's) and plot tables (header, rows) by name."""
+    """Headline metrics (ours and the reference's), details, and plot tables (header, rows) by
+    name."""
 
     metrics: dict
+    details: dict
     plots: dict[str, Rows]
     n_scored: int
 
@@ -138,21 +149,29 @@ def evaluate(trained: Trained, data: Dataset, cfg: EvalConfig) -> Evaluation:
         metrics = regression_metrics(scored.y, out)
     else:
         metrics = classification_metrics(scored.y, out, cfg.threshold)
-    metrics.update(trained.module.metrics(trained.config, trained.params, trained.meta["info"]))
+    details = {"split": cfg.split, "rows": len(scored.y),
+               **trained.module.metrics(trained.config, trained.params, trained.meta["info"])}
     if cfg.reference:
-        metrics.update(reference(task, data.split("train"), scored, cfg))
+        ref = reference(task, data.split("train"), scored, cfg)
+        headline = "sklearn_r2" if task == "regression" else "sklearn_accuracy"
+        metrics[headline] = ref.pop(headline)
+        details.update(ref)  # the closed-form coefficients, beside the learned ones
         if task == "regression":
-            coefs = [k for k in metrics if k.startswith("coef_")] + ["intercept"]
-            metrics["max_abs_coef_diff"] = _r(max(abs(metrics[k] - metrics.pop(f"sklearn_{k}"))
+            coefs = [k for k in details if k.startswith("coef_")] + ["intercept"]
+            details["max_abs_coef_diff"] = _r(max(abs(details[k] - details[f"sklearn_{k}"])
                                                   for k in coefs))
-    return Evaluation(metrics, plot_rows(task, scored.y, out, cfg.threshold), len(scored.y))
+    return Evaluation(metrics, details,
+                      plot_rows(task, scored.y, out, cfg.threshold), len(scored.y))
 
 
-def write_evaluation(evaluation: Evaluation, metrics_path: Path, plots_dir: Path) -> None:
-    """Write the metrics JSON and the plot tables (one CSV each, in a fresh folder), all or
-    nothing."""
-    with output_set(metrics_path, plots_dir) as (metrics_tmp, plots_tmp):
+def write_evaluation(evaluation: Evaluation, metrics_path: Path, details_path: Path,
+                     plots_dir: Path) -> None:
+    """Write the headline metrics and the details (JSON each) and the plot tables (one CSV
+    each, in a fresh folder), all or nothing."""
+    with output_set(metrics_path, details_path, plots_dir) as (metrics_tmp, details_tmp,
+                                                                plots_tmp):
         plots_tmp.mkdir()
         for name, (header, rows) in evaluation.plots.items():
             write_csv_rows(plots_tmp / f"{name}.csv", header, rows)
+        write_json(details_tmp, evaluation.details)
         write_json(metrics_tmp, evaluation.metrics)
