@@ -1,0 +1,159 @@
+"""Library paths the stages take, run in-process: params loading and its errors, prepare()
+from a raw table and from an MNIST folder, the image and finiteness checks, the table
+schema, the preflight's params and mirror checks, and the model-specific details."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from helpers import make_dataset, mobile_frame, write_fake_mirror
+
+from jaxpipe.core.config import load_config, load_params
+from jaxpipe.core.errors import ConfigError, JaxpipeError
+from jaxpipe.data.prepare import PrepareConfig, prepare, prepare_images
+from jaxpipe.data.raw import check_images
+from jaxpipe.data.schema import load_schema
+from jaxpipe.data.tables import load_dataset, table_from_frame, write_dataset
+from jaxpipe.preflight import check_mirror, check_params, stage_items
+
+ROOT = Path(__file__).parents[1]
+
+
+def _params(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_load_config_reads_the_section_and_names_file_section_and_key(tmp_path: Path) -> None:
+    path = _params(tmp_path, "prepare:\n  d:\n    kind: table\n    seed: 7\n"
+                             "  bad:\n    kind: table\n    test_size: 2\n")
+    cfg = load_config(PrepareConfig, path, "prepare", "d")
+    assert cfg == PrepareConfig(kind="table", seed=7)
+    with pytest.raises(ConfigError) as err:
+        load_config(PrepareConfig, path, "prepare", "bad")
+    assert str(err.value).startswith(f"{path}:prepare.bad.test_size: ")
+
+
+def test_a_missing_params_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_params(tmp_path / "nope.yaml", "train")
+    assert str(err.value) == f"{tmp_path / 'nope.yaml'}: params file not found"
+
+
+def test_prepare_reads_a_csv_source(tmp_path: Path) -> None:
+    source = tmp_path / "train.csv"
+    mobile_frame(n=200).to_csv(source, index=False)
+    cfg = load_config(PrepareConfig, ROOT / "params.yaml", "prepare", "mobile_multiclass")
+    tables, scaler = prepare(source, cfg, load_schema(ROOT / "schemas" / "mobile_price.yaml"))
+    assert sorted(tables) == ["test", "train"]
+    assert tables["train"].num_rows + tables["test"].num_rows == 200
+    assert tables["test"].num_rows == 40
+    assert scaler["target"] == "price_range" and len(scaler["features"]) == 20
+
+
+def test_prepare_reads_an_mnist_folder_and_checks_it(tmp_path: Path) -> None:
+    mnist = write_fake_mirror(tmp_path / "mirror", n_train=100, n_test=30) / "mnist"
+    cfg = PrepareConfig(kind="images", target="label", val_size=0.2, seed=0)
+    schema = load_schema(ROOT / "schemas" / "mnist.yaml")
+    tables, scaler = prepare(mnist, cfg, schema)
+    assert {k: t.num_rows for k, t in tables.items()} == {"train": 80, "val": 20, "test": 30}
+    assert scaler["features"] == ["image"] and scaler["scale"] == [255.0]
+    write_dataset(tmp_path / "prepared", tables, scaler)
+    data = load_dataset(tmp_path / "prepared")
+    assert data.split("test").x.shape == (30, 28, 28, 1)  # NHWC, one channel
+    assert float(data.split("test").x.max()) == pytest.approx(250 / 255)
+
+
+def test_image_checks_accept_the_schema_shape_and_name_a_wrong_one() -> None:
+    schema = load_schema(ROOT / "schemas" / "mnist.yaml")
+    labels = np.arange(4, dtype=np.uint8)
+    check_images(np.zeros((4, 28, 28), np.uint8), labels, schema, "src")  # as declared
+    with pytest.raises(JaxpipeError) as err:
+        check_images(np.zeros((4, 28, 27), np.uint8), labels, schema, "src (train)")
+    assert str(err.value) == "src (train): images are [28, 27], the schema declares [28, 28]"
+
+
+def test_image_and_label_counts_must_agree() -> None:
+    images, labels = np.zeros((5, 28, 28), np.uint8), np.arange(4, dtype=np.uint8)
+    with pytest.raises(JaxpipeError) as err:
+        prepare_images(images, labels, images[:2], labels[:2], PrepareConfig(kind="images"))
+    assert str(err.value) == "MNIST images and labels differ in count"
+
+
+def test_a_non_finite_cell_is_named_by_column_row_and_value(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, np.inf], "y": [0, 1, 0]})
+    table = table_from_frame(frame, "y", pa.int64())
+    write_dataset(tmp_path / "d", {"train": table, "test": table},
+                  {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"})
+    with pytest.raises(JaxpipeError) as err:
+        load_dataset(tmp_path / "d")
+    assert str(err.value).endswith("column 'b', row 3: inf is not finite")
+
+
+def test_tables_have_an_explicit_schema_with_a_typed_required_target() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "y": [0, 1]})
+    table = table_from_frame(frame, "y", pa.uint8())
+    assert table.schema.field("a").type == pa.float64()
+    assert table.schema.field("y").type == pa.uint8()
+    assert not any(field.nullable for field in table.schema)
+    assert table.column("y").to_pylist() == [0, 1]
+
+
+def test_preflight_names_a_params_file_it_cannot_read(tmp_path: Path) -> None:
+    items = stage_items(ROOT / "dvc.yaml")
+    assert check_params(tmp_path / "none.yaml", None, items) == [
+        f"{tmp_path / 'none.yaml'}: params file not found"]
+
+
+def test_preflight_names_the_file_and_key_of_a_bad_prepare_value(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text().replace("    test_size: 0.2\n    seed: 42\n",
+                                                      "    test_size: 3\n    seed: 42\n", 1)
+    path = _params(tmp_path, text)
+    problems = check_params(path, None, stage_items(ROOT / "dvc.yaml"))
+    assert problems == [f"{path}:prepare.mobile_binary.test_size: must be in [0, 1)"]
+
+
+def test_preflight_verifies_each_mirror_file_and_names_a_bad_one(tmp_path: Path) -> None:
+    mirror = write_fake_mirror(tmp_path / "mirror")
+    local = tmp_path / "local.yaml"
+    from jaxpipe.tools.mirror import apply_mirror
+
+    apply_mirror(ROOT / "params.yaml", mirror, local)
+    problems, verified = check_mirror(ROOT / "params.yaml", local, mirror)
+    assert problems == [] and verified == 5  # one CSV, four MNIST files
+    (mirror / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the file")
+    problems, verified = check_mirror(ROOT / "params.yaml", local, mirror)
+    assert verified == 4 and len(problems) == 2
+    assert problems[0].startswith("download.mnist.files.test_labels: ")
+    assert "jaxpipe-mirror" in problems[1]
+
+
+def _trained(tmp_path: Path, kind: str, cfg: object, data: object) -> object:
+    from jaxpipe import models
+    from jaxpipe.artifacts import load_trained, save_trained
+
+    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
+    save_trained(tmp_path / "m.st", "m", kind, cfg, models.load(kind).fit(cfg, data), scaler)
+    return load_trained(tmp_path / "m.st")
+
+
+def test_the_xor_details_are_its_steps_whether_it_converged_and_its_last_loss(
+        tmp_path: Path) -> None:
+    from jaxpipe import models
+    from jaxpipe.evaluate import EvalConfig, evaluate
+
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    y = np.array([0, 1, 1, 0], np.int32)
+    data = make_dataset(None, train=(x, y), test=(x, y))
+    cfg = models.load("mlp").Config()
+    trained = _trained(tmp_path, "mlp", cfg, data)
+    details = evaluate(trained, data, EvalConfig(reference=False)).details
+    info = trained.meta["info"]
+    assert details == {"split": "test", "rows": 4, "steps_to_converge": info["steps"],
+                       "converged": int(info["converged"]),
+                       "final_loss": round(float(info["final_loss"]), 6)}
+    assert details["converged"] == 1 and details["steps_to_converge"] % 10 == 0
+
