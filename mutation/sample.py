@@ -2,10 +2,13 @@
 
 Running every mutant takes hours on two cores; a seeded random sample of ``--n`` mutants
 (the download, archive and mirror modules excluded by default: ``check.py`` runs those whole)
-gives the score with a 95% Wilson interval. Survivors judged equivalent (EQUIVALENT.md) are
+gives the score with a 95% Wilson interval. The sample is stratified: each module gets its
+share of ``--n`` (by its count of mutants), drawn with a seed of its own, so that editing one
+module re-draws only that module's mutants. Survivors judged equivalent (EQUIVALENT.md) are
 left out of the score, as in ``check.py``; every other survivor is listed.
 
     python mutation/sample.py --n 300 --seed 0            # generate, sample, run, report
+    python mutation/sample.py --n 300 --seed 0 --run-only cli.py launch.py   # re-run two
     python mutation/sample.py --n 300 --seed 0 --no-run   # report the last run's results
 """
 
@@ -56,13 +59,24 @@ def exit_codes() -> dict[str, int | None]:
     return codes
 
 
-def mutmut(names: list[str], check: bool = True) -> None:
+def stratified(population: dict[str, list[str]], n: int, seed: int) -> list[str]:
+    """About ``n`` names: each module's share (at least one), drawn with its own seed."""
+    total = sum(len(names) for names in population.values())
+    sample: list[str] = []
+    for module, names in sorted(population.items()):
+        k = min(len(names), max(1, round(n * len(names) / total)))
+        sample += random.Random(f"{seed}:{module}").sample(sorted(names), k)
+    return sorted(sample)
+
+
+def mutmut(names: list[str], check: bool = True, children: int = 1) -> None:
     mutants = ROOT / "mutants"
     mutants.mkdir(exist_ok=True)
     if not (mutants / ".git").exists():  # some tests ask dvc, which needs a git repo
         subprocess.run(["git", "init", "-q", str(mutants)], check=True)
-    subprocess.run(["mutmut", "run", "--max-children", "1", *names], cwd=ROOT, check=check,
-                   stdout=subprocess.DEVNULL, stderr=None if check else subprocess.DEVNULL)
+    subprocess.run(["mutmut", "run", "--max-children", str(children), *names], cwd=ROOT,
+                   check=check, stdout=subprocess.DEVNULL,
+                   stderr=None if check else subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -73,17 +87,23 @@ def main() -> int:
                         help="modules left out of the sample (default: those check.py runs "
                              "whole)")
     parser.add_argument("--no-run", action="store_true", help="report the last run's results")
+    parser.add_argument("--run-only", nargs="*", metavar="MODULE",
+                        help="run only these modules' sampled mutants (others keep their "
+                             "last results)")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants run at once")
     args = parser.parse_args()
     started = time.monotonic()
     if not args.no_run:  # generate every module's mutants; a filter matching none runs none
         mutmut(["jaxpipe.no_such_module.*"], check=False)
     population = {m: n for m, n in mutants_by_module().items() if m not in args.exclude}
-    names = sorted(n for group in population.values() for n in group)
+    names = [n for group in population.values() for n in group]
     if not names:
         sys.exit(f"error: no mutants under {METAS}: did mutmut generate them?")
-    sample = sorted(random.Random(args.seed).sample(names, min(args.n, len(names))))
+    sample = stratified(population, args.n, args.seed)
     if not args.no_run:
-        mutmut(sample)
+        module_of = {n: m for m, group in population.items() for n in group}
+        chosen = [n for n in sample if not args.run_only or module_of[n] in args.run_only]
+        mutmut(chosen, children=args.max_children)
     codes, equivalent = exit_codes(), equivalent_names()
     unchecked = [n for n in sample if codes.get(n) is None]
     killed = [n for n in sample if codes.get(n) in KILLED]
