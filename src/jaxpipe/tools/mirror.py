@@ -5,12 +5,18 @@ subset) lists each file's MD5 in ``<mirror>/<folder>/MD5SUMS``. This writes the 
 that differ from params.yaml's into ``params.local.yaml``, the overrides file the download
 stages read (dvc.yaml lists it as their params file, so dvc.lock records it): params.yaml
 keeps the official checksums, and the one file that differs says what it is for.
+
+DVC needs that file to exist, so it is tracked (empty); to keep a mirror's checksums out of
+commits made by accident, this also installs a git pre-commit hook that refuses a commit
+staging the file with overrides in it (``git commit --no-verify`` commits them on purpose).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import subprocess
 from pathlib import Path
 
 from jaxpipe.core.config import read_yaml, roundtrip_yaml
@@ -90,6 +96,48 @@ def apply_mirror(params_path: Path, mirror: Path, local_path: Path
     return changes
 
 
+HOOK_MARK = "# jaxpipe-mirror: keeps a local mirror's checksums out of commits"
+HOOK = """#!/bin/sh
+{mark}
+file={path}
+if git diff --cached --name-only | grep -qxF "$file" &&
+    git show ":$file" | grep -q '^download:'; then
+  echo "error: $file holds a local mirror's checksums (jaxpipe-mirror): unstage it" \
+    "(git restore --staged $file), or commit with --no-verify if your team's mirror is" \
+    "the source of truth" >&2
+  exit 1
+fi
+"""
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def guard_commits(local_path: Path) -> Path | None:
+    """Install the pre-commit hook that refuses to commit ``local_path`` with overrides in
+    it; return its path. None, and nothing written, outside a git repo or where another
+    pre-commit hook is installed (it is left as it is)."""
+    folder = local_path.resolve().parent
+    try:
+        top = Path(_git(folder, "rev-parse", "--show-toplevel"))
+        hooks = (folder / _git(folder, "rev-parse", "--git-path", "hooks")).resolve()
+    except (OSError, subprocess.CalledProcessError):
+        log.info("%s is not in a git repo: no commit guard installed", local_path)
+        return None
+    hook = hooks / "pre-commit"
+    if hook.exists() and HOOK_MARK not in hook.read_text(errors="replace"):
+        log.warning("%s is another tool's hook: left as it is, so nothing stops a commit of "
+                    "%s with the mirror's checksums", hook, local_path)
+        return None
+    relative = local_path.resolve().relative_to(top.resolve()).as_posix()
+    hooks.mkdir(parents=True, exist_ok=True)
+    hook.write_text(HOOK.format(mark=HOOK_MARK, path=shlex.quote(relative)))
+    hook.chmod(0o755)
+    return hook
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mirror", type=Path, nargs="?",
@@ -106,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.mirror is None:
         parser.error("give a mirror directory, or --reset")
     changes = apply_mirror(args.params, args.mirror, args.local)
+    if changes and guard_commits(args.local):
+        log.info("a git pre-commit hook now refuses commits of %s with these checksums "
+                 "(--no-verify commits them on purpose)", args.local)
     log.info("%d checksum(s) overridden in %s (params.yaml unchanged; `--reset` undoes it); "
              "now run: JAXPIPE_MIRROR=%s dvc repro", len(changes), args.local, args.mirror)
 
