@@ -55,7 +55,7 @@ def launch(command: list[str], processes: int, cpu_devices: int | None = None,
     status = 0
     try:
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
-            failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
+            failed = [code for p in procs if (code := p.poll()) not in (None, 0)]
             if failed:
                 status = failed[0]
                 break

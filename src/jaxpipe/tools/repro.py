@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     mirror = Path(args.mirror).resolve() if args.mirror else None
     tmp = tempfile.mkdtemp(prefix="jaxpipe-repro-")
     log.info("workspace %s (mirror %s, profile %s)", tmp, mirror, profile)
-    ws = make_workspace(args.root.resolve(), Path(tmp), mirror=mirror, profile=profile)
     try:
+        ws = make_workspace(args.root.resolve(), Path(tmp), mirror=mirror, profile=profile)
         steps = check(ws, mirror, args.model, args.param, args.value, args.cross)
     finally:
         if not args.keep:
