@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -29,6 +30,9 @@ from check import KILLED, MUST_BE_COMPLETE, PACKAGE, ROOT, equivalent_names, say
 METAS = ROOT / "mutants" / "src" / "jaxpipe"
 RESULT = ROOT / "mutation" / "sample.json"
 NO_TESTS = 33  # mutmut's exit code for a mutant no fast test reaches (in-process)
+# mutmut's CPU-time limit (SIGXCPU): a forked child can also spin in JAX's thread pool, so a
+# timeout is not taken as a kill until the mutant's tests are re-run in a fresh process
+TIMEOUTS = {-24, 24, 152, 255, 36}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -79,6 +83,38 @@ def mutmut(names: list[str], check: bool = True, children: int = 1) -> None:
                    stderr=None if check else subprocess.DEVNULL)
 
 
+def pytest_args() -> list[str]:
+    """The fast-test options mutmut runs with (pyproject.toml [tool.mutmut])."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"][
+        "pytest_add_cli_args"]
+
+
+def verify_timeouts(names: list[str], wall_s: int) -> dict[str, str]:
+    """Re-run each timed-out mutant's tests in a fresh python (no fork, no CPU limit, a wall
+    limit): "killed" if one fails, "survived" if all pass, "timeout" if they run past it."""
+    mutants = ROOT / "mutants"
+    stats = json.loads((mutants / "mutmut-stats.json").read_text())
+    tests_of = stats["tests_by_mangled_function_name"]
+    out: dict[str, str] = {}
+    for name in names:
+        tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], []))
+        env = {**os.environ, "MUTANT_UNDER_TEST": name,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(mutants / "src"),
+                                                           os.environ.get("PYTHONPATH")]))}
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", *pytest_args(), *tests]
+        try:
+            proc = subprocess.run(cmd, cwd=mutants, env=env, capture_output=True,
+                                  timeout=wall_s)
+            out[name] = "killed" if proc.returncode == 1 else (
+                "survived" if proc.returncode == 0 else f"exit {proc.returncode}")
+        except subprocess.TimeoutExpired:
+            out[name] = "timeout"
+        say(f"  {name}: {out[name]}")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="mutants to sample")
@@ -91,6 +127,9 @@ def main() -> int:
                         help="run only these modules' sampled mutants (others keep their "
                              "last results)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants run at once")
+    parser.add_argument("--verify-timeouts", type=int, metavar="SECONDS", default=0,
+                        help="re-run each timed-out sampled mutant's tests in a fresh process "
+                             "with this wall limit, and score it by that run")
     args = parser.parse_args()
     started = time.monotonic()
     if not args.no_run:  # generate every module's mutants; a filter matching none runs none
@@ -105,6 +144,16 @@ def main() -> int:
         chosen = [n for n in sample if not args.run_only or module_of[n] in args.run_only]
         mutmut(chosen, children=args.max_children)
     codes, equivalent = exit_codes(), equivalent_names()
+    # a re-run is only good for the mutants it ran: kept when reporting, dropped after a run
+    previous = (json.loads(RESULT.read_text()).get("timeouts", {})
+                if args.no_run and RESULT.exists() else {})
+    timed_out = [n for n in sample if codes.get(n) in TIMEOUTS]
+    if args.verify_timeouts:
+        previous.update(verify_timeouts([n for n in timed_out if n not in previous],
+                                        args.verify_timeouts))
+    verified = {n: previous[n] for n in timed_out if n in previous}
+    for name in timed_out:  # scored by the re-run; not scored (unchecked) without one
+        codes[name] = {"killed": 1, "survived": 0}.get(verified.get(name, ""))
     unchecked = [n for n in sample if codes.get(n) is None]
     killed = [n for n in sample if codes.get(n) in KILLED]
     equiv = [n for n in sample if n in equivalent and n not in killed]
@@ -127,15 +176,19 @@ def main() -> int:
               "by_module": dict(sorted(by_module.items())),
               "score": round(len(killed) / judged, 4) if judged else None,
               "wilson_95": [round(low, 4), round(high, 4)],
-              "excluded": sorted(args.exclude)}
+              "excluded": sorted(args.exclude),
+              "timeouts": verified,
+              "timeouts_unverified": sorted(set(timed_out) - set(verified))}
     if not args.no_run:
         result["seconds"] = round(time.monotonic() - started)
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
     say(f"{len(killed)}/{judged} sampled mutants killed ({len(killed) / max(judged, 1):.1%}; "
         f"95% interval "
         f"{low:.1%}-{high:.1%}) of {len(names)} in {len(population)} modules; "
-        f"{len(equiv)} judged equivalent, {len(unchecked)} not checked; {len(no_tests)} of the "
-        f"survivors are in code no fast test reaches in-process")
+        f"{len(equiv)} judged equivalent, {len(unchecked)} not checked (of them "
+        f"{len(timed_out) - len(verified)} timed out, not re-run); {len(verified)} timeouts "
+        f"re-run in a fresh process; {len(no_tests)} of the survivors are in code no fast test "
+        f"reaches in-process")
     for module, row in sorted(by_module.items(),
                               key=lambda kv: kv[1]["killed"] / max(kv[1]["checked"], 1)):
         say(f"  {module}: {row['killed']}/{row['checked']} checked mutants killed "

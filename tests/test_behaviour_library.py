@@ -157,3 +157,22 @@ def test_the_xor_details_are_its_steps_whether_it_converged_and_its_last_loss(
                        "final_loss": round(float(info["final_loss"]), 6)}
     assert details["converged"] == 1 and details["steps_to_converge"] % 10 == 0
 
+
+
+def test_the_history_csv_has_a_column_per_series_and_a_row_per_step(tmp_path: Path) -> None:
+    from jaxpipe.train import write_history
+
+    write_history(tmp_path / "h.csv", {"step": np.array([1, 2, 3]),
+                                       "train_loss": np.array([0.5, 0.25, 0.125])})
+    assert (tmp_path / "h.csv").read_text().splitlines() == [
+        "step,train_loss", "1,0.5", "2,0.25", "3,0.125"]
+
+
+def test_the_cnn_details_are_its_kept_epoch_and_how_much_it_trained() -> None:
+    from jaxpipe import models
+
+    cnn = models.load("cnn")
+    info = {"best_epoch": 3, "best_val_loss": 0.12345678, "train_images": 512,
+            "train_steps": 24, "other": 1}
+    assert cnn.metrics(cnn.Config(), None, info) == {
+        "best_epoch": 3, "best_val_loss": 0.123457, "train_images": 512, "train_steps": 24}

@@ -103,3 +103,25 @@ def test_editing_the_cnn_reruns_only_the_cnn(pipeline) -> None:
         path.write_bytes(original)
     assert set(status) == {"train@cnn_mnist", "evaluate@cnn_mnist"}
     assert yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]["kind"] == "cnn"
+
+
+def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from jaxpipe.core.errors import JaxpipeError
+    from jaxpipe.tools.deps import main
+
+    main(["--root", str(ROOT)])
+    assert capsys.readouterr().out == "all 24 stages declare exactly the code they import\n"
+    root = _copy_project(tmp_path)
+    spec = root / "dvc.yaml"
+    spec.write_text(spec.read_text().replace("        - src/jaxpipe/data/http.py\n",
+                                             "        - src/jaxpipe/evaluate.py\n"))
+    with pytest.raises(JaxpipeError) as err:
+        main(["--root", str(root)])
+    assert str(err.value) == "2 of 24 stages' code deps are wrong"
+    assert capsys.readouterr().out.splitlines() == [
+        "download@mobile_price: imports src/jaxpipe/data/http.py, not in its deps",
+        "download@mobile_price: declares src/jaxpipe/evaluate.py, which it does not import "
+        "(wholly)",
+        "download@mnist: imports src/jaxpipe/data/http.py, not in its deps",
+        "download@mnist: declares src/jaxpipe/evaluate.py, which it does not import (wholly)"]
