@@ -127,6 +127,8 @@ def main() -> int:
                         help="run only these modules' sampled mutants (others keep their "
                              "last results)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants run at once")
+    parser.add_argument("--resume", action="store_true",
+                        help="run only the sampled mutants that have no result yet")
     parser.add_argument("--verify-timeouts", type=int, metavar="SECONDS", default=0,
                         help="re-run each timed-out sampled mutant's tests in a fresh process "
                              "with this wall limit, and score it by that run")
@@ -142,7 +144,11 @@ def main() -> int:
     if not args.no_run:
         module_of = {n: m for m, group in population.items() for n in group}
         chosen = [n for n in sample if not args.run_only or module_of[n] in args.run_only]
-        mutmut(chosen, children=args.max_children)
+        if args.resume:
+            done = exit_codes()
+            chosen = [n for n in chosen if done.get(n) is None]
+        if chosen:
+            mutmut(chosen, children=args.max_children)
     codes, equivalent = exit_codes(), equivalent_names()
     # a re-run is only good for the mutants it ran: kept when reporting, dropped after a run
     previous = (json.loads(RESULT.read_text()).get("timeouts", {})
