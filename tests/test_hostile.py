@@ -171,10 +171,10 @@ def test_a_damaged_model_file_is_refused_by_evaluate(work: Path, tmp_path: Path,
                 "wrong task": "task 'regression' does not match kind 'logreg'",
                 "bad scaler": "'scale' holds a value that is not positive"}[damage]
     proc = stage(work, "evaluate", "logreg_mobile", "--model-file", str(tmp_path / "bad.st"),
-                 "--data", "prepared", "--metrics", str(tmp_path / "m.json"), "--plots",
-                 str(tmp_path / "plots"))
+                 "--data", "prepared", "--metrics", str(tmp_path / "m.json"),
+                 "--details", str(tmp_path / "d.json"), "--plots", str(tmp_path / "plots"))
     one_line_failure(proc, "bad.st", expected)
-    assert not (tmp_path / "m.json").exists() and not (tmp_path / "plots").exists()
+    assert not any((tmp_path / name).exists() for name in ("m.json", "d.json", "plots"))
 
 
 @pytest.mark.parametrize(("images", "labels", "message"), [
