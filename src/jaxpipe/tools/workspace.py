@@ -38,10 +38,10 @@ def set_params(params_path: Path, overrides: dict, source: str = "override") -> 
     for dotted, value in overrides.items():
         *keys, last = dotted.split(".")
         node = params
-        for key in [*keys, last]:
+        for depth, key in enumerate([*keys, last]):
             if not hasattr(node, "get") or key not in node:
                 raise JaxpipeError(f"{source}: {dotted}: no key '{key}' in {params_path}")
-            if key != last:
+            if depth < len(keys):  # not by name: ``a.a`` sets the inner ``a``
                 node = node[key]
         node[last] = value
     with open(params_path, "w") as handle:
