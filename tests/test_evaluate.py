@@ -111,3 +111,15 @@ def test_regression_details_hold_both_fits_and_their_distance(tmp_path: Path) ->
     assert abs(details["sklearn_intercept"] - 5.0) < 0.01
     gaps = [abs(details[k] - details[f"sklearn_{k}"]) for k in ("coef_0", "coef_1", "intercept")]
     assert details["max_abs_coef_diff"] == round(max(gaps), 6) > 0
+
+
+def test_regression_plot_rows_are_actual_and_predicted_values() -> None:
+    rows = plot_rows("regression", np.array([1.0, 2.5]), np.array([1.25, 2.0]), 0.5)
+    assert rows == {"predictions": (["actual", "predicted"], [[1.0, 1.25], [2.5, 2.0]])}
+
+
+def test_a_certain_wrong_answer_costs_the_clipped_log_loss() -> None:
+    """Probabilities are clipped to [1e-15, 1] before the log loss: a prediction of exactly 0
+    for the true class costs -ln(1e-15), not infinity or sklearn's own bound."""
+    out = classification_metrics(np.array([1, 0]), np.array([0.0, 0.0]))
+    assert out["log_loss"] == round(-np.log(1e-15) / 2, 6)
