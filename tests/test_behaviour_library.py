@@ -176,3 +176,27 @@ def test_the_cnn_details_are_its_kept_epoch_and_how_much_it_trained() -> None:
             "train_steps": 24, "other": 1}
     assert cnn.metrics(cnn.Config(), None, info) == {
         "best_epoch": 3, "best_val_loss": 0.123457, "train_images": 512, "train_steps": 24}
+
+
+def test_a_mesh_of_all_devices_holds_every_visible_one() -> None:
+    import jax
+
+    from jaxpipe.models.cnn.mesh import data_mesh
+
+    assert data_mesh("all").devices.size == jax.device_count()
+    assert data_mesh(1).devices.size == 1
+
+
+def test_the_reference_uses_its_configured_regularisation() -> None:
+    """C=1e-4 shrinks the reference to the majority class (70%); C=1 separates the classes."""
+    from jaxpipe.data.tables import Split
+    from jaxpipe.evaluate import EvalConfig, reference
+
+    rng = np.random.default_rng(0)
+    y = (np.arange(200) % 10 < 7).astype(np.int32)
+    x = (y[:, None] * 2.0 - 1.0 + rng.normal(0, 0.5, (200, 1))).astype(np.float32)
+    split = Split(x, y, ["a"])
+    strong = reference("binary", split, split, EvalConfig(reference_c=1e-4))
+    plain = reference("binary", split, split, EvalConfig())
+    assert strong == {"sklearn_accuracy": 0.7}
+    assert plain["sklearn_accuracy"] > 0.95
