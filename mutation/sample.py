@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +32,8 @@ METAS = ROOT / "mutants" / "src" / "jaxpipe"
 RESULT = ROOT / "mutation" / "sample.json"
 NO_TESTS = 33  # mutmut's exit code for a mutant no fast test reaches (in-process)
 # mutmut's CPU-time limit (SIGXCPU): a forked child can also spin in JAX's thread pool, so a
-# timeout is not taken as a kill until the mutant's tests are re-run in a fresh process
+# timeout is not taken as a kill until the mutant's tests are re-run in a fresh process: a
+# failure there, or a hang past the wall limit again, is a kill
 TIMEOUTS = {-24, 24, 152, 255, 36}
 
 
@@ -91,15 +93,19 @@ def pytest_args() -> list[str]:
         "pytest_add_cli_args"]
 
 
-def verify_timeouts(names: list[str], wall_s: int) -> dict[str, str]:
-    """Re-run each timed-out mutant's tests in a fresh python (no fork, no CPU limit, a wall
-    limit): "killed" if one fails, "survived" if all pass, "timeout" if they run past it."""
+def verify_timeouts(names: list[str], wall_s: int, extra: tuple[str, ...] = ()
+                    ) -> dict[str, str]:
+    """Re-run each mutant's tests (those that reached it, and the ``extra`` test files) in a
+    fresh python (no fork, no CPU limit, a wall limit): "killed" if one fails, "survived" if
+    all pass, "hangs" if they run past it."""
     mutants = ROOT / "mutants"
     stats = json.loads((mutants / "mutmut-stats.json").read_text())
     tests_of = stats["tests_by_mangled_function_name"]
     out: dict[str, str] = {}
     for name in names:
-        tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], []))
+        tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], [])) + list(extra)
+        if not tests:
+            continue
         env = {**os.environ, "MUTANT_UNDER_TEST": name,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(mutants / "src"),
                                                            os.environ.get("PYTHONPATH")]))}
@@ -110,7 +116,7 @@ def verify_timeouts(names: list[str], wall_s: int) -> dict[str, str]:
             out[name] = "killed" if proc.returncode == 1 else (
                 "survived" if proc.returncode == 0 else f"exit {proc.returncode}")
         except subprocess.TimeoutExpired:
-            out[name] = "timeout"
+            out[name] = "hangs"
         say(f"  {name}: {out[name]}")
     return out
 
@@ -132,6 +138,10 @@ def main() -> int:
     parser.add_argument("--verify-timeouts", type=int, metavar="SECONDS", default=0,
                         help="re-run each timed-out sampled mutant's tests in a fresh process "
                              "with this wall limit, and score it by that run")
+    parser.add_argument("--recheck", nargs="*", metavar="TEST_FILE", default=[],
+                        help="re-run each sampled survivor against its tests and these test "
+                             "files (tests added since the run; copied into mutants/ first), "
+                             "and score it by that run")
     args = parser.parse_args()
     started = time.monotonic()
     if not args.no_run:  # generate every module's mutants; a filter matching none runs none
@@ -159,7 +169,20 @@ def main() -> int:
                                         args.verify_timeouts))
     verified = {n: previous[n] for n in timed_out if n in previous}
     for name in timed_out:  # scored by the re-run; not scored (unchecked) without one
-        codes[name] = {"killed": 1, "survived": 0}.get(verified.get(name, ""))
+        codes[name] = {"killed": 1, "hangs": 1, "survived": 0}.get(verified.get(name, ""))
+    rechecked = (json.loads(RESULT.read_text()).get("rechecked", {})
+                 if args.no_run and RESULT.exists() else {})
+    if args.recheck:
+        for test_file in args.recheck:
+            shutil.copy(ROOT / test_file, ROOT / "mutants" / test_file)
+        todo = [n for n in sample if codes.get(n) in (0, NO_TESTS) and n not in rechecked
+                and n not in equivalent]
+        rechecked.update(verify_timeouts(todo, max(args.verify_timeouts, 300),
+                                         tuple(args.recheck)))
+    rechecked = {n: r for n, r in rechecked.items() if n in sample}
+    for name, outcome in rechecked.items():
+        if outcome in ("killed", "hangs"):
+            codes[name] = 1
     unchecked = [n for n in sample if codes.get(n) is None]
     killed = [n for n in sample if codes.get(n) in KILLED]
     equiv = [n for n in sample if n in equivalent and n not in killed]
@@ -184,6 +207,7 @@ def main() -> int:
               "wilson_95": [round(low, 4), round(high, 4)],
               "excluded": sorted(args.exclude),
               "timeouts": verified,
+              "rechecked": rechecked,
               "timeouts_unverified": sorted(set(timed_out) - set(verified))}
     if not args.no_run:
         result["seconds"] = round(time.monotonic() - started)
