@@ -200,3 +200,57 @@ def test_the_reference_uses_its_configured_regularisation() -> None:
     plain = reference("binary", split, split, EvalConfig())
     assert strong == {"sklearn_accuracy": 0.7}
     assert plain["sklearn_accuracy"] > 0.95
+
+
+def test_train_returns_numpy_parameters_and_a_numbered_history() -> None:
+    from jaxpipe import models
+    from jaxpipe.train import TrainConfig, train
+
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    data = make_dataset(None, train=(x, np.array([0, 1, 1, 1], np.int32)),
+                        test=(x, np.array([0, 1, 1, 1], np.int32)))
+    fit = train(TrainConfig("logreg", models.load("logreg").Config(steps=7)), data)
+    assert all(type(v) is np.ndarray for v in fit.params.values())
+    assert fit.history["step"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert list(fit.history)[0] == "step" and len(fit.history["train_loss"]) == 7
+
+
+def test_jaxpipe_caps_the_isa_and_keeps_the_other_xla_flags(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import platform
+
+    import jaxpipe
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512 --xla_foo=1")
+    jaxpipe._pin_cpu_numerics()
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert os.environ["XLA_FLAGS"] == f"--xla_foo=1 --xla_cpu_max_isa={jaxpipe.XLA_ISA}"
+
+
+def test_the_compilation_cache_lives_under_the_home_cache_by_default(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    import jaxpipe
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("jax.config.update", lambda *args: None)  # leave this process's JAX be
+    jaxpipe._compilation_cache()
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / ".cache" / "jaxpipe" / "jax")
+
+
+def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) -> None:
+    from jaxpipe.preflight import preflight
+    from jaxpipe.tools.mirror import apply_mirror
+
+    mirror = write_fake_mirror(tmp_path / "mirror")
+    local = tmp_path / "local.yaml"
+    apply_mirror(ROOT / "params.yaml", mirror, local)
+    problems, summary = preflight(ROOT / "params.yaml", local, ROOT / "dvc.yaml", mirror)
+    assert problems == []
+    assert summary.endswith(f"stage entries, 5 mirror file(s) verified in {mirror}")
+    problems, _ = preflight(ROOT / "params.yaml", None, ROOT / "dvc.yaml", mirror)
+    assert problems and "jaxpipe-mirror" in problems[-1]  # official checksums: a mismatch
