@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from jaxpipe.data.idx import write_idx
 from jaxpipe.data.raw import MNIST_FILES
@@ -145,3 +146,11 @@ def make_dataset(scaler: dict | None = None, **splits: tuple[np.ndarray, np.ndar
     built = {name: Split(np.asarray(x, np.float32), np.asarray(y), [])
              for name, (x, y) in splits.items()}
     return Dataset(Path("memory"), built, scaler or {})
+
+
+def help_text(main, capsys, monkeypatch) -> str:
+    """A command's ``--help``, on one line (whitespace collapsed), at a wide terminal."""
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    return " ".join(capsys.readouterr().out.split())

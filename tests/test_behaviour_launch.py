@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import help_text
 
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.launch import MAX_PROCESSES, free_port, launch, main, process_env
@@ -193,10 +194,7 @@ def test_numbers_that_are_not_numbers_are_refused(argv: list[str], said: str, tm
 
 def test_the_help_says_what_each_option_does(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    text = " ".join(capsys.readouterr().out.split())
+    text = help_text(main, capsys, monkeypatch)
     for said in ("Start one command as several JAX processes on this machine, joined by "
                  "``jax.distributed``.",
                  "--processes PROCESSES, -n PROCESSES", "--cpu-devices CPU_DEVICES CPU devices "

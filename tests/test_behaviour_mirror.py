@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import help_text
 
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import (
@@ -142,10 +143,7 @@ def test_the_command_line_needs_a_mirror_or_reset(capsys: pytest.CaptureFixture[
 
 def test_the_help_says_what_each_option_does(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    text = " ".join(capsys.readouterr().out.split())
+    text = help_text(main, capsys, monkeypatch)
     for said in ("Point the pipeline at a local mirror whose files differ from the official ones.",
                  "mirror mirror directory (e.g. ../shared/datasets)",
                  "--reset drop every local override",
