@@ -10,6 +10,7 @@ import fcntl
 import logging
 import os
 import re
+import select
 import signal
 import struct
 import sys
@@ -256,6 +257,9 @@ def test_a_bar_shows_at_a_terminal_and_leaves_no_line() -> None:
         progress.refresh()
         progress.close()
         sys.stderr.flush()
-        shown = os.read(reader, 65536).decode()
+        chunks = []  # a pseudo-terminal hands over a write at a time: read until it is quiet
+        while select.select([reader], [], [], 0.5)[0]:
+            chunks.append(os.read(reader, 65536))
+        shown = b"".join(chunks).decode()
     assert "train:  43%" in shown and "3/7" in shown
     assert shown.endswith("\r" + " " * len(shown.split("\r")[-2]) + "\r")  # line cleared
