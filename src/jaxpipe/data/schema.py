@@ -104,8 +104,8 @@ def validate(frame: pd.DataFrame, spec: SchemaSpec, source: str) -> None:
     duplicated = frame.columns[frame.columns.duplicated()]
     if len(duplicated):
         raise JaxpipeError(f"{source}: column '{duplicated[0]}' appears more than once")
-    try:
-        to_pandera(spec).validate(frame, lazy=True)
+    try:  # rows by position: a table read with an index of its own still names data rows
+        to_pandera(spec).validate(frame.reset_index(drop=True), lazy=True)
     except SchemaErrors as exc:
         raise JaxpipeError(f"{source}: {_first_failure(exc.failure_cases, list(frame.columns))}"
                            ) from None
@@ -124,7 +124,7 @@ def _first_failure(cases: pd.DataFrame, columns: list[str]) -> str:
     if cells.empty:  # a failure pandera reports at another level: say it as it is
         return str(cases.iloc[0]["check"])
     cells["order"] = cells["column"].map({c: i for i, c in enumerate(columns)})
-    cells["row"] = pd.to_numeric(cells["index"], errors="coerce")
+    cells["row"] = pd.to_numeric(cells["index"])
     first = cells.sort_values(["order", "row", "check_number"], kind="stable").iloc[0]
     shown = _show(first["failure_case"])
     what = "the value is missing" if shown == "missing" else f"{shown} {first['check']}"
