@@ -141,3 +141,61 @@ def test_cnn_keeps_the_best_validation_epoch_not_the_last() -> None:
     assert fit.info["best_val_loss"] == pytest.approx(val.min(), rel=1e-6)
     assert _val_loss(cfg, fit.params, x, wrong) == pytest.approx(val.min(), rel=1e-4)
     assert fit.history["epoch"] == [1, 2, 3]
+
+
+def test_softmax_reports_cross_entropy_plus_half_l2_times_the_squared_weights() -> None:
+    """The first recorded loss is that of the seeded start: mean cross-entropy plus
+    0.5 * l2 * sum(W^2), computed here in NumPy (W starts with negative entries)."""
+    x, y = blobs()
+    cfg = softmax.Config(steps=1, lr=0.01, l2=10.0, seed=3)
+    fit = softmax.fit(cfg, make_dataset(train=(x, y)))
+    start = softmax.init(cfg, 3, 2)
+    w, b = np.asarray(start["W"], np.float64), np.asarray(start["b"], np.float64)
+    assert (w < 0).any()
+    z = x.astype(np.float64) @ w + b
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    expected = -np.mean(logp[np.arange(len(y)), y]) + 0.5 * 10.0 * np.sum(w**2)
+    assert float(fit.history["train_loss"][0]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="l2: must be non-negative"):
+        softmax.Config(l2=-0.1)
+
+
+def test_cnn_records_the_start_cross_entropy_and_names_its_phases() -> None:
+    """One epoch of one batch: the recorded training loss is the mean cross-entropy of the
+    seeded start on that batch; the time goes to the phases the --timing report names."""
+    x, y = _images(32)
+    cfg = cnn.Config(epochs=1, batch_size=32, lr=1e-3, seed=5, eval_batch_size=32)
+    fit = cnn.fit(cfg, make_dataset(train=(x, y), val=(x, y)))
+    probs = cnn.predict(cfg, cnn.init(5)[1], x)
+    start_loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
+    assert fit.history["train_loss"][0] == pytest.approx(start_loss, rel=1e-4)
+    phases = set(models.phase_times())
+    assert {"read and check the images", "initialise the parameters", "compile the forward pass",
+            "place the data on the device(s)", "shuffle", "copy the parameters",
+            "validate"} <= phases
+    assert phases & {"compile the step", "train steps"}
+    assert phases <= {"read and check the images", "initialise the parameters",
+                      "compile the forward pass", "place the data on the device(s)", "shuffle",
+                      "copy the parameters", "validate", "compile the step", "train steps"}
+
+
+def test_cnn_keeps_the_first_of_equally_good_epochs() -> None:
+    """A learning rate too small to change a float32 weight: every epoch validates the same,
+    and the kept epoch is the first (a later epoch must be strictly better to replace it)."""
+    x, y = _images(32)
+    cfg = cnn.Config(epochs=3, batch_size=16, lr=1e-30, seed=5, eval_batch_size=32)
+    fit = cnn.fit(cfg, make_dataset(train=(x, y), val=(x, y)))
+    assert len(set(fit.history["val_loss"])) == 1
+    assert fit.info["best_epoch"] == 1
+
+
+def test_cnn_divergence_names_a_step_of_the_epoch_it_happened_in() -> None:
+    """A learning rate far too large: training stops in epoch 1, at a step from 1 to the
+    number of batches in it."""
+    x, y = _images(64)
+    cfg = cnn.Config(epochs=2, batch_size=16, lr=1e3, seed=5, eval_batch_size=64,
+                     max_loss_growth=1.5)
+    with pytest.raises(models.TrainingError) as err:
+        cnn.fit(cfg, make_dataset(train=(x, y), val=(x, y)))
+    step = int(str(err.value).rsplit("at step ", 1)[1].split(";")[0])
+    assert 1 <= step <= 4, str(err.value)

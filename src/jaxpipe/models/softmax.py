@@ -37,6 +37,7 @@ class Config(Guarded):
         in_range(self.steps, "steps", 1, MAX_STEPS)
         in_range(self.seed, "seed", 0, SEED_MAX)
         check(self.lr > 0, "lr", "must be positive")
+        check(self.l2 >= 0, "l2", "must be non-negative")
 
 
 def init(cfg: Config, n_features: int, n_classes: int) -> Params:
