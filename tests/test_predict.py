@@ -80,6 +80,8 @@ def test_images_from_an_array_idx_and_png_agree(tmp_path: Path) -> None:
         written = pd.read_csv(tmp_path / "out.csv")
         assert written["predicted"].tolist() == direct["predicted"].tolist()
     assert written["input"].tolist() == ["0.png", "1.png", "2.png"]
+    with_channel = predict(model, images[..., None])  # NHWC with one channel is the same
+    assert with_channel["predicted"].tolist() == direct["predicted"].tolist()
     shape = r"expected images of shape \(n, 28, 28\), got \(2, 28\)"
     with pytest.raises(JaxpipeError, match=shape):
         predict(model, np.zeros((2, 28)))

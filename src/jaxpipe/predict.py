@@ -65,7 +65,7 @@ def predict(trained: Trained, data: pd.DataFrame | np.ndarray, source: str = "in
     return frame
 
 
-def read_input(path: Path, trained: Trained) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
+def read_input(path: Path) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
     """Read a CSV/Parquet table, an IDX file, a Parquet image column or a PNG folder;
     also return a name per row (file names for PNG folders, else row numbers)."""
     if path.is_dir():
@@ -103,7 +103,7 @@ def _read_png(path: Path) -> np.ndarray:
 
 def predict_file(trained: Trained, source: Path, out: Path) -> int:
     """Predict every row (or image) of ``source`` into the CSV ``out``; return the row count."""
-    data, names = read_input(source, trained)
+    data, names = read_input(source)
     frame = predict(trained, data, str(source))
     frame.insert(0, "input", names)
     with atomic_path(out) as tmp:
