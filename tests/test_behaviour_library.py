@@ -187,6 +187,57 @@ def test_a_mesh_of_all_devices_holds_every_visible_one() -> None:
     assert data_mesh(1).devices.size == 1
 
 
+JOIN_ENV = ("JAXPIPE_DISTRIBUTED", "JAXPIPE_NUM_PROCESSES", "JAXPIPE_PROCESS_ID",
+            "JAX_COORDINATOR_ADDRESS", "JAXPIPE_JOIN_TIMEOUT_S")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, None),
+    ({"JAXPIPE_NUM_PROCESSES": "3", "JAXPIPE_PROCESS_ID": "2", "JAXPIPE_JOIN_TIMEOUT_S": "9",
+      "JAX_COORDINATOR_ADDRESS": "127.0.0.1:7001"},
+     {"coordinator_address": "127.0.0.1:7001", "num_processes": 3, "process_id": 2,
+      "initialization_timeout": 9}),
+    ({"JAXPIPE_NUM_PROCESSES": "2"},
+     {"coordinator_address": None, "num_processes": 2, "process_id": 0,
+      "initialization_timeout": 300}),
+    ({"JAXPIPE_DISTRIBUTED": "auto"}, {}),
+])
+def test_a_run_joins_with_the_processes_its_environment_names(
+        monkeypatch: pytest.MonkeyPatch, env: dict, expected: dict | None) -> None:
+    """What the environment hands ``jax.distributed.initialize`` (the join itself, two real
+    processes on 127.0.0.1, is tests/test_distributed.py's; this process's JAX has started,
+    so the initialisation is recorded here, not run)."""
+    import jax
+    from jax._src import xla_bridge
+
+    from jaxpipe.models.cnn.mesh import join_processes
+
+    calls: list[dict] = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    for name in JOIN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    join_processes()
+    assert calls == ([] if expected is None else [expected])
+
+
+def test_a_join_after_jax_started_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jax
+
+    from jaxpipe.models.cnn.mesh import join_processes
+
+    jax.numpy.zeros(1).block_until_ready()  # JAX's backend is up
+    monkeypatch.setenv("JAXPIPE_NUM_PROCESSES", "2")
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    with pytest.raises(JaxpipeError, match="must join before JAX computes anything"):
+        join_processes()
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    join_processes()  # already joined: nothing to do
+
+
 def test_the_reference_uses_its_configured_regularisation() -> None:
     """C=1e-4 shrinks the reference to the majority class (70%); C=1 separates the classes."""
     from jaxpipe.data.tables import Split
@@ -251,6 +302,7 @@ def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) ->
     apply_mirror(ROOT / "params.yaml", mirror, local)
     problems, summary = preflight(ROOT / "params.yaml", local, ROOT / "dvc.yaml", mirror)
     assert problems == []
-    assert summary.endswith(f"stage entries, 5 mirror file(s) verified in {mirror}")
+    entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
+    assert summary == f"{entries} stage entries, 5 mirror file(s) verified in {mirror}"
     problems, _ = preflight(ROOT / "params.yaml", None, ROOT / "dvc.yaml", mirror)
     assert problems and "jaxpipe-mirror" in problems[-1]  # official checksums: a mismatch

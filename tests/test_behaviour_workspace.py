@@ -90,6 +90,13 @@ def test_set_params_keeps_comments_and_layout(tmp_path: Path) -> None:
         "  test_size: 0.3\n")
 
 
+def test_set_params_keeps_the_quotes_of_values_it_does_not_touch(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("a:\n  kind: 'cnn'\n  devices: \"all\"\n  lr: 1\n")
+    set_params(params, {"a.lr": 2})
+    assert params.read_text() == "a:\n  kind: 'cnn'\n  devices: \"all\"\n  lr: 2\n"
+
+
 def test_set_params_descends_by_position_not_by_name(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("a:\n  a: 1  # inner\n  b: 2\nb: 3\n")

@@ -11,7 +11,13 @@ from helpers import mobile_frame
 
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import md5sum
-from jaxpipe.data.prepare import PrepareConfig, prepare_images, prepare_table, select
+from jaxpipe.data.prepare import (
+    PrepareConfig,
+    prepare,
+    prepare_images,
+    prepare_table,
+    select,
+)
 from jaxpipe.data.tables import load_dataset, write_dataset
 
 BINARY = PrepareConfig(kind="table", target="price_range", columns_from="pc", classes=[0, 1],
@@ -78,3 +84,54 @@ def test_images_keep_test_set_and_hold_out_validation(tmp_path: Path) -> None:
     assert test.x.shape == (7, 28, 28, 1) and test.x.dtype == np.float32
     np.testing.assert_allclose(test.x[..., 0], test_x / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(test.y, test_y)
+
+
+def test_a_text_feature_column_is_named() -> None:
+    frame = mobile_frame().astype({"ram": object})
+    frame.loc[3, "ram"] = "lots"
+    with pytest.raises(JaxpipeError) as err:
+        select(frame, BINARY, "t.csv")
+    assert str(err.value) == "t.csv: column 'ram' is not numeric"
+
+
+def test_a_missing_value_is_refused_with_the_source() -> None:
+    frame = mobile_frame().astype({"ram": float})
+    frame.loc[3, "ram"] = np.nan
+    with pytest.raises(JaxpipeError) as err:
+        select(frame, BINARY, "t.csv")
+    assert str(err.value) == "t.csv: missing values in the selected columns"
+
+
+def test_a_fractional_class_label_names_its_row() -> None:
+    frame = mobile_frame().astype({"price_range": float})
+    frame.loc[6, "price_range"] = 1.5
+    with pytest.raises(JaxpipeError) as err:
+        select(frame, BINARY, "t.csv")
+    assert str(err.value) == ("t.csv: column 'price_range', row 7: 1.5 is not a class label "
+                              "(an integer)")
+
+
+def test_test_size_zero_needs_test_on_train() -> None:
+    with pytest.raises(ValueError) as err:
+        PrepareConfig(kind="table", test_size=0.0)
+    assert str(err.value) == ("test_size: 0 leaves no test rows; set test_on_train: true to "
+                              "score on the training rows")
+    assert PrepareConfig(kind="table", test_size=0.0, test_on_train=True).test_on_train
+
+
+def test_a_regression_target_stays_a_float() -> None:
+    frame = mobile_frame(100).assign(price=lambda f: f["ram"] / 7.0)
+    cfg = PrepareConfig(kind="table", task="regression", target="price", columns_from="pc",
+                        seed=1)
+    tables, _ = prepare_table(frame.drop(columns=["price_range"]), cfg, "t.csv")
+    assert tables["train"].schema.field("price").type == pa.float64()
+    both = np.concatenate([tables[s]["price"].to_numpy() for s in ("train", "test")])
+    np.testing.assert_allclose(np.sort(both), np.sort(frame["price"].to_numpy()))
+
+
+def test_prepare_names_the_raw_file_in_its_errors(tmp_path: Path) -> None:
+    source = tmp_path / "raw.csv"
+    mobile_frame(50).drop(columns=["price_range"]).to_csv(source, index=False)
+    with pytest.raises(JaxpipeError) as err:
+        prepare(source, BINARY)
+    assert str(err.value) == f"{source}: missing target column 'price_range'"

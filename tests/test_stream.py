@@ -78,3 +78,17 @@ def test_training_over_the_budget_streams_and_gives_the_same_bytes(
     for name in held:
         np.testing.assert_array_equal(held[name], streamed[name], err_msg=name)
     assert runs[None].history == runs[0.1].history
+
+
+def test_a_file_that_is_not_an_image_table_is_named(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jaxpipe.core.errors import JaxpipeError
+
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"label": [1, 2]}), plain)  # no image_shape in its metadata
+    for path, why in ((plain, "KeyError"), (tmp_path / "gone.parquet", "FileNotFoundError")):
+        with pytest.raises(JaxpipeError) as err:
+            stream.ImageRows(path, SCALER)
+        assert str(err.value) == f"{path}: cannot stream images ({why})"
