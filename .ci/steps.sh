@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every CI step, runnable here exactly as .github/workflows/ci.yml runs it:
-#   .ci/steps.sh install|lint|test|repro|results|report <base-rev>
+#   .ci/steps.sh install|lint|test|repro|results|report|mutation <base-rev>
 # install, lint, test and repro run in the repo root; results and report run in
 # $JAXPIPE_WORKSPACE (default: the repo root). .ci/run runs install to repro from scratch.
 set -euo pipefail
@@ -17,7 +17,7 @@ diff_md() {  # `dvc metrics|params diff --md <base>`, or a line saying nothing c
   fi
 }
 
-step="${1:?usage: .ci/steps.sh install|lint|test|repro|results|report <base-rev>}"
+step="${1:?usage: .ci/steps.sh install|lint|test|repro|results|report|mutation <base-rev>}"
 shift
 
 case "$step" in
@@ -84,8 +84,18 @@ case "$step" in
     } >>"$summary"
     echo "report written to $summary and $out"
     ;;
+  mutation)  # the mutation score of the library modules this change touched (mutmut)
+    base="${1:?usage: .ci/steps.sh mutation <base-rev>}"
+    mapfile -t modules < <(git diff --name-only --diff-filter=AM "$base"...HEAD -- \
+      'src/jaxpipe/*.py' | sed 's|^src/jaxpipe/||')
+    if [ "${#modules[@]}" -eq 0 ]; then
+      echo "no module of src/jaxpipe changed against $base: nothing to mutate"
+    else
+      python mutation/check.py --modules "${modules[@]}"
+    fi
+    ;;
   *)
-    echo "unknown step '$step': install|lint|test|repro|results|report <base-rev>" >&2
+    echo "unknown step '$step': install|lint|test|repro|results|report|mutation <base-rev>" >&2
     exit 2
     ;;
 esac
