@@ -98,3 +98,53 @@ def test_a_tensor_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
     save_model(tmp_path / "k.st", {"w": np.zeros(2, np.float32)}, {**meta, "kind": "forest"})
     with pytest.raises(JaxpipeError, match="k.st: unknown model kind 'forest'"):
         load_trained(tmp_path / "k.st")
+
+
+SCALER2 = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
+META = {"model": "m", "kind": "logreg", "task": "binary", "config": {}, "info": {},
+        "scaler": SCALER2}
+GOOD = {"w": np.zeros(2, np.float32), "c": np.zeros((), np.float32)}
+
+DAMAGED = {  # what is wrong: (tensors, metadata, the line after "<path>: ")
+    "task": (GOOD, {**META, "task": "regression"},
+             "task 'regression' does not match kind 'logreg' ('binary')"),
+    "extra tensor": ({**GOOD, "z": np.zeros(1, np.float32)}, META, "unexpected parameter 'z'"),
+    "missing tensor": ({"w": GOOD["w"]}, META, "lacks parameter 'c'"),
+    "dtype": ({**GOOD, "w": np.zeros(2, np.float64)}, META,
+              "parameter 'w' is float64, expected float32"),
+    "non-finite": ({**GOOD, "w": np.array([0, np.inf], np.float32)}, META,
+                   "parameter 'w' holds non-finite values"),
+    "no scaler": (GOOD, {**META, "scaler": None}, "scaler: missing or malformed"),
+    "short mean": (GOOD, {**META, "scaler": {**SCALER2, "mean": [0.0]}},
+                   "scaler: 'mean' needs one number per feature (2)"),
+    "mean not a list": (GOOD, {**META, "scaler": {**SCALER2, "mean": 0.0}},
+                        "scaler: 'mean' needs one number per feature (2)"),
+    "text scale": (GOOD, {**META, "scaler": {**SCALER2, "scale": [1.0, "2"]}},
+                   "scaler: 'scale' holds a value that is not a finite number"),
+    "zero scale": (GOOD, {**META, "scaler": {**SCALER2, "scale": [1.0, 0.0]}},
+                   "scaler: 'scale' holds a value that is not positive"),
+    "metadata not a mapping": (GOOD, [1, 2], "not a jaxpipe model file (metadata is not a "
+                                             "mapping)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_model_file_gives_one_exact_line(tmp_path: Path, case: str) -> None:
+    from jaxpipe.artifacts import load_trained
+
+    tensors, meta, line = DAMAGED[case]
+    save_model(tmp_path / "m.st", tensors, meta)
+    with pytest.raises(JaxpipeError) as err:
+        load_trained(tmp_path / "m.st")
+    assert str(err.value) == f"{tmp_path / 'm.st'}: {line}"
+
+
+def test_a_good_file_loads_as_its_kind(tmp_path: Path) -> None:
+    from jaxpipe.artifacts import load_trained
+
+    save_model(tmp_path / "m.st", {"w": np.array([1.0, -2.0], np.float32),
+                                   "c": np.array(0.5, np.float32)}, META)
+    trained = load_trained(tmp_path / "m.st")
+    assert trained.kind == "logreg" and trained.meta == META
+    np.testing.assert_array_equal(trained.params["w"], [1.0, -2.0])
+    assert float(trained.params["c"]) == 0.5
