@@ -1,0 +1,80 @@
+"""Prepared folders read back: targets keep their kind (int32 classes, float32 values), and
+each damaged split or scaler gives one line naming the file, and the column and row."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.tables import load_dataset, load_split, read_scaler
+
+SCALER = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
+
+
+def _split(tmp_path: Path, **columns: list) -> Path:
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_class_targets_read_as_int32_and_values_as_float32(tmp_path: Path) -> None:
+    classes = load_split(_split(tmp_path, a=[1.0, 2.0], b=[3, 4], y=[0, 1]), SCALER)
+    assert classes.y.dtype == np.int32 and classes.y.tolist() == [0, 1]
+    assert classes.x.dtype == np.float32 and classes.x.tolist() == [[1.0, 3.0], [2.0, 4.0]]
+    assert classes.features == ["a", "b"]
+    values = load_split(_split(tmp_path, a=[1.0, 2.0], b=[3, 4], y=[0.5, 1.5]), SCALER)
+    assert values.y.dtype == np.float32 and values.y.tolist() == [0.5, 1.5]
+
+
+DAMAGED = {
+    "no target": ({"a": [1.0], "b": [2.0]}, "needs feature columns and the target 'y'"),
+    "no features": ({"y": [1]}, "needs feature columns and the target 'y'"),
+    "inf feature": ({"a": [1.0, np.inf], "b": [0.0, 0.0], "y": [0, 1]},
+                    "column 'a', row 2: inf is not finite"),
+    "nan target": ({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0], "y": [0.0, 1.0, np.nan]},
+                   "column 'y', row 3: nan is not finite"),
+    "text target": ({"a": [1.0], "b": [0.0], "y": ["one"]}, "column 'y' is not numeric"),
+    "text feature": ({"a": ["x"], "b": [0.0], "y": [1]},
+                     "columns are not all numbers (ValueError)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_split_gives_one_exact_line(tmp_path: Path, case: str) -> None:
+    columns, line = DAMAGED[case]
+    path = _split(tmp_path, **columns)
+    with pytest.raises(JaxpipeError) as err:
+        load_split(path, SCALER)
+    assert str(err.value) == f"{path}: {line}"
+
+
+def test_a_missing_or_damaged_scaler_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "scaler.json"
+    cases = [(None, "not found (run the prepare stage first)"),
+             ("{not json", "cannot read (JSONDecodeError)"),
+             (json.dumps({k: v for k, v in SCALER.items() if k != "mean"}),
+              "needs features, mean, scale and target"),
+             (json.dumps([SCALER]), "needs features, mean, scale and target")]
+    for text, line in cases:
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(JaxpipeError) as err:
+            read_scaler(tmp_path)
+        assert str(err.value) == f"{path}: {line}"
+    path.write_text(json.dumps(SCALER))
+    assert read_scaler(tmp_path) == SCALER
+
+
+def test_a_folder_without_its_training_split_is_named(tmp_path: Path) -> None:
+    (tmp_path / "scaler.json").write_text(json.dumps(SCALER))
+    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "y": [1]}), tmp_path / "test.parquet")
+    with pytest.raises(JaxpipeError) as err:
+        load_dataset(tmp_path)
+    assert str(err.value) == f"{tmp_path / 'train.parquet'}: not found (run the prepare stage)"
+    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "y": [0]}), tmp_path / "train.parquet")
+    data = load_dataset(tmp_path)
+    assert sorted(data.splits) == ["test", "train"] and data.split("test").y.tolist() == [1]
