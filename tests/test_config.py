@@ -47,3 +47,26 @@ def test_load_params_names_missing_key(tmp_path: Path) -> None:
     path.write_text("prepare: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(path, "prepare")
+
+
+def test_values_are_coerced_to_their_declared_types_or_named() -> None:
+    from jaxpipe.models import cnn
+
+    cfg = parse(PrepareConfig, {"kind": "table", "test_size": 0, "test_on_train": True}, "p")
+    assert cfg.test_size == 0.0 and type(cfg.test_size) is float
+    cnn_cfg = parse(cnn.Config, {"lr": 1, "devices": "all", "memory_budget_mb": None,
+                                 "compiler_options": {"a": True, "b": 2}}, "t")
+    assert type(cnn_cfg.lr) is float and cnn_cfg.compiler_options == {"a": True, "b": 2}
+    for data, line in [
+        ({"compiler_options": [1]}, "t.compiler_options: expected a mapping, got list"),
+        ({"compiler_options": {"a": 1.5}}, "t.compiler_options.a: 1.5 fits no allowed type"),
+        ({"devices": "most"}, "t.devices: 'most' fits no allowed type"),
+        ({"lr": True}, "t.lr: expected float, got True"),
+        ({"epochs": 2, "seed": 1, "epoch": 3},
+         "t.epoch: unknown key (expected one of ['batch_size', 'compiler_options', 'devices', "
+         "'epochs', 'eval_batch_size', 'lr', 'max_loss_growth', 'max_train_images', "
+         "'memory_budget_mb', 'seed'])"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            parse(cnn.Config, data, "t")
+        assert str(err.value) == line
