@@ -238,6 +238,20 @@ def test_a_join_after_jax_started_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     join_processes()  # already joined: nothing to do
 
 
+@pytest.mark.parametrize(("index", "rows"), [(0, (0, 16)), (1, (16, 32)), (3, (48, 64))])
+def test_each_process_streams_its_own_quarter_of_a_batch(monkeypatch: pytest.MonkeyPatch,
+                                                         index: int, rows: tuple) -> None:
+    """Four processes share a 64-image batch in process order (the four-process run itself
+    is tests/test_distributed.py's; one process here plays each rank in turn)."""
+    import jax
+
+    from jaxpipe.models.cnn import mesh
+
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    assert mesh.local_rows(None, 64) == slice(*rows)
+
+
 def test_the_reference_uses_its_configured_regularisation() -> None:
     """C=1e-4 shrinks the reference to the majority class (70%); C=1 separates the classes."""
     from jaxpipe.data.tables import Split
