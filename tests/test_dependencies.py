@@ -125,3 +125,23 @@ def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
         "(wholly)",
         "download@mnist: imports src/jaxpipe/data/http.py, not in its deps",
         "download@mnist: declares src/jaxpipe/evaluate.py, which it does not import (wholly)"]
+
+
+@pytest.mark.parametrize(("cmd", "params"), [
+    ("python stages/train.py nope", {}),
+    ("python stages/train.py nope", {"train": {"nope": {"lr": 1}}}),
+    ("python stages/train.py", {"train": {"x": {"kind": "logreg"}}}),
+])
+def test_a_model_stage_without_its_kind_in_params_is_named(cmd: str, params: dict) -> None:
+    from jaxpipe.core.errors import JaxpipeError
+    from jaxpipe.tools.deps import stage_code
+
+    name = cmd.split()[2] if len(cmd.split()) > 2 else "<model>"
+    with pytest.raises(JaxpipeError) as err:
+        stage_code(ROOT, "train@nope", cmd, ["stages/train.py"], params)
+    assert str(err.value) == (f"train@nope: its code reaches the model registry, so "
+                              f"params.yaml needs train.{name}.kind (the family it trains)")
+    found = stage_code(ROOT, "train@x", "python stages/train.py x", ["stages/train.py"],
+                       {"train": {"x": {"kind": "logreg"}}})
+    assert "src/jaxpipe/models/logistic.py" in found.imported
+    assert "src/jaxpipe/models/cnn/__init__.py" not in found.imported

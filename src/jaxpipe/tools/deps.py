@@ -90,8 +90,12 @@ def stage_code(root: Path, stage: str, cmd: str, deps: list[str], params: dict) 
     closure = import_closure(root / script, src)
     registry = module_file(src, "jaxpipe.models")
     if registry in closure:
-        name = argv[argv.index(script) + 1]
+        rest = argv[argv.index(script) + 1:]
+        name = rest[0] if rest else "<model>"
         kind = params.get("train", {}).get(name, {}).get("kind")
+        if kind is None:
+            raise JaxpipeError(f"{stage}: its code reaches the model registry, so params.yaml "
+                               f"needs train.{name}.kind (the family it trains)")
         closure |= import_closure(root / script, src, [models.module_name(kind)])
     code = {p.relative_to(root).as_posix() for p in closure} | {script}
     declared = [d.rstrip("/") for d in deps if d.startswith(("src/", "stages/"))]
