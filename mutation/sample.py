@@ -142,6 +142,8 @@ def main() -> int:
                         help="re-run each sampled survivor against its tests and these test "
                              "files (tests added since the run; copied into mutants/ first), "
                              "and score it by that run")
+    parser.add_argument("--min-score", type=float, default=0.85,
+                        help="fail (exit 1) when the estimate is below this (issue 15's goal)")
     args = parser.parse_args()
     started = time.monotonic()
     if not args.no_run:  # generate every module's mutants; a filter matching none runs none
@@ -225,7 +227,10 @@ def main() -> int:
             f"({row['no_tests']} unreached; {row['sampled'] - row['checked']} not checked)")
     for name in survived:
         say(f"    survived: {name}")
-    return 1 if unchecked else 0
+    score = len(killed) / judged if judged else 0.0
+    if score < args.min_score:
+        say(f"FAIL the estimate {score:.1%} is below --min-score {args.min_score:.0%}")
+    return 1 if unchecked or score < args.min_score else 0
 
 
 if __name__ == "__main__":
