@@ -201,11 +201,12 @@ def main() -> int:
         row["no_tests"] += codes.get(n) == NO_TESTS
     judged = len(sample) - len(equiv) - len(unchecked)
     low, high = wilson(len(killed), judged)
+    score = len(killed) / judged if judged else 0.0
     result = {"population": len(names), "modules": len(population), "sample": len(sample),
               "seed": args.seed, "killed": len(killed), "equivalent": len(equiv),
               "unchecked": len(unchecked), "no_tests": len(no_tests), "survived": survived,
               "by_module": dict(sorted(by_module.items())),
-              "score": round(len(killed) / judged, 4) if judged else None,
+              "score": round(score, 4) if judged else None,
               "wilson_95": [round(low, 4), round(high, 4)],
               "excluded": sorted(args.exclude),
               "timeouts": verified,
@@ -214,7 +215,7 @@ def main() -> int:
     if not args.no_run:
         result["seconds"] = round(time.monotonic() - started)
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    say(f"{len(killed)}/{judged} sampled mutants killed ({len(killed) / max(judged, 1):.1%}; "
+    say(f"{len(killed)}/{judged} sampled mutants killed ({score:.1%}; "
         f"95% interval "
         f"{low:.1%}-{high:.1%}) of {len(names)} in {len(population)} modules; "
         f"{len(equiv)} judged equivalent, {len(unchecked)} not checked (of them "
@@ -227,7 +228,6 @@ def main() -> int:
             f"({row['no_tests']} unreached; {row['sampled'] - row['checked']} not checked)")
     for name in survived:
         say(f"    survived: {name}")
-    score = len(killed) / judged if judged else 0.0
     if score < args.min_score:
         say(f"FAIL the estimate {score:.1%} is below --min-score {args.min_score:.0%}")
     return 1 if unchecked or score < args.min_score else 0

@@ -12,6 +12,11 @@ from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import md5sum
 from jaxpipe.models import cnn
 
+SCALER = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
+META = {"model": "m", "kind": "logreg", "task": "binary", "config": {}, "info": {},
+        "scaler": SCALER}
+GOOD = {"w": np.zeros(2, np.float32), "c": np.zeros((), np.float32)}
+
 
 def test_round_trip_of_a_flax_state(tmp_path: Path) -> None:
     _, params = cnn.init(3)
@@ -87,23 +92,14 @@ def test_every_kind_round_trips_through_its_template(tmp_path: Path) -> None:
 def test_a_tensor_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
     from jaxpipe.artifacts import load_trained
 
-    scaler = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
-    meta = {"model": "m", "kind": "logreg", "task": "binary", "config": {}, "info": {},
-            "scaler": scaler}
-    save_model(tmp_path / "m.st", {"w": np.zeros(3, np.float32), "c": np.zeros((), np.float32)},
-               meta)
+    save_model(tmp_path / "m.st", {**GOOD, "w": np.zeros(3, np.float32)}, META)
     wrong = r"m.st: parameter 'w' has shape \(3,\), expected \(2,\)"
     with pytest.raises(JaxpipeError, match=wrong):
         load_trained(tmp_path / "m.st")
-    save_model(tmp_path / "k.st", {"w": np.zeros(2, np.float32)}, {**meta, "kind": "forest"})
+    save_model(tmp_path / "k.st", {"w": np.zeros(2, np.float32)}, {**META, "kind": "forest"})
     with pytest.raises(JaxpipeError, match="k.st: unknown model kind 'forest'"):
         load_trained(tmp_path / "k.st")
 
-
-SCALER2 = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
-META = {"model": "m", "kind": "logreg", "task": "binary", "config": {}, "info": {},
-        "scaler": SCALER2}
-GOOD = {"w": np.zeros(2, np.float32), "c": np.zeros((), np.float32)}
 
 DAMAGED = {  # what is wrong: (tensors, metadata, the line after "<path>: ")
     "task": (GOOD, {**META, "task": "regression"},
@@ -115,13 +111,13 @@ DAMAGED = {  # what is wrong: (tensors, metadata, the line after "<path>: ")
     "non-finite": ({**GOOD, "w": np.array([0, np.inf], np.float32)}, META,
                    "parameter 'w' holds non-finite values"),
     "no scaler": (GOOD, {**META, "scaler": None}, "scaler: missing or malformed"),
-    "short mean": (GOOD, {**META, "scaler": {**SCALER2, "mean": [0.0]}},
+    "short mean": (GOOD, {**META, "scaler": {**SCALER, "mean": [0.0]}},
                    "scaler: 'mean' needs one number per feature (2)"),
-    "mean not a list": (GOOD, {**META, "scaler": {**SCALER2, "mean": 0.0}},
+    "mean not a list": (GOOD, {**META, "scaler": {**SCALER, "mean": 0.0}},
                         "scaler: 'mean' needs one number per feature (2)"),
-    "text scale": (GOOD, {**META, "scaler": {**SCALER2, "scale": [1.0, "2"]}},
+    "text scale": (GOOD, {**META, "scaler": {**SCALER, "scale": [1.0, "2"]}},
                    "scaler: 'scale' holds a value that is not a finite number"),
-    "zero scale": (GOOD, {**META, "scaler": {**SCALER2, "scale": [1.0, 0.0]}},
+    "zero scale": (GOOD, {**META, "scaler": {**SCALER, "scale": [1.0, 0.0]}},
                    "scaler: 'scale' holds a value that is not positive"),
     "metadata not a mapping": (GOOD, [1, 2], "not a jaxpipe model file (metadata is not a "
                                              "mapping)"),

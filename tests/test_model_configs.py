@@ -16,7 +16,6 @@ CASES = [
     (cnn.Config, "eval_batch_size", 1, 0, "eval_batch_size: 0 is outside"),
     (cnn.Config, "seed", 0, -1, "seed: -1 is outside"),
     (cnn.Config, "seed", SEED_MAX - 1, SEED_MAX, f"seed: {SEED_MAX} is outside"),
-    (cnn.Config, "lr", 1e-9, 0.0, "lr: must be positive"),
     (cnn.Config, "max_train_images", 1, 0, "max_train_images: must be positive or null"),
     (cnn.Config, "max_train_images", None, -5, "max_train_images: must be positive or null"),
     (cnn.Config, "devices", "all", 0, "devices: must be a positive number or 'all'"),
