@@ -33,9 +33,9 @@ def _pin_cpu_numerics() -> None:
         flags = [f for f in _os.environ.get("XLA_FLAGS", "").split()
                  if not f.startswith("--xla_cpu_max_isa")]
         _os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_cpu_max_isa={XLA_ISA}"])
-    if "jax" in _sys.modules:  # too late if a computation already started the backend
-        from jax._src import xla_bridge
-
+    # JAX is looked up, never imported: a stage that does not use JAX must not load it
+    xla_bridge = _sys.modules.get("jax._src.xla_bridge")
+    if xla_bridge is not None:  # too late if a computation already started the backend
         if xla_bridge.backends_are_initialized():
             import logging
 
@@ -51,9 +51,8 @@ def _compilation_cache() -> None:
     _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _os.path.join(base, "jaxpipe", "jax"))
     # every program, however quick to compile: the small models compile in well under 1 s
     _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    if "jax" in _sys.modules:  # JAX read its settings from the environment when imported
-        import jax
-
+    jax = _sys.modules.get("jax")
+    if jax is not None:  # JAX read its settings from the environment when imported
         jax.config.update("jax_compilation_cache_dir", _os.environ["JAX_COMPILATION_CACHE_DIR"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs",
                           float(_os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
