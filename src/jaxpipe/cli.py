@@ -1,4 +1,4 @@
-"""The ``jaxpipe`` command: what a user runs beside ``dvc`` (check, predict, static plots).
+"""The ``jaxpipe`` command: what a user runs beside ``dvc`` (check, env, predict, static plots).
 
 Library code never imports this module; it only calls into the library.
 """
@@ -53,6 +53,24 @@ def cmd_check(args: argparse.Namespace) -> None:
     log.info("ok: %s", summary)
 
 
+def cmd_env(args: argparse.Namespace) -> None:
+    import sys
+
+    from jaxpipe.tools.env import record, report
+
+    if args.record:
+        changed = record(args.root)
+        log.info("environment.yaml recorded: %d stage(s) changed%s", len(changed),
+                 f" ({', '.join(changed)}); `dvc repro` re-runs them" if changed else "")
+        return
+    lines, differ = report(args.root)
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+    if differ:
+        raise JaxpipeError(f"{differ} stage(s) would run on another environment than "
+                           "environment.yaml records: `jaxpipe env --record`, then `dvc repro`")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jaxpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"))
     check.add_argument("--mirror", type=Path, help="local mirror (default: $JAXPIPE_MIRROR)")
     check.set_defaults(func=cmd_check)
+    env = sub.add_parser("env", help="each stage's recorded software environment against the "
+                         "installed one")
+    env.add_argument("--record", action="store_true",
+                     help="write the installed environment to environment.yaml")
+    env.add_argument("--root", type=Path, default=Path("."), help="the repository")
+    env.set_defaults(func=cmd_env)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from jaxpipe.core.environment import guard_stage
 from jaxpipe.core.errors import JaxpipeError
 
 TRACEBACK_ENV = "JAXPIPE_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
@@ -72,6 +73,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     setup_logging()
     exit_with_parent()
     try:
+        guard_stage()  # under dvc repro: the installed software is the one recorded
         with logging_redirect_tqdm():
             main(argv)
     except JaxpipeError as exc:

@@ -15,6 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jaxpipe.core.environment import confirm_before_output
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -29,6 +31,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        confirm_before_output()
         tmp_path.chmod(0o666 & ~_UMASK)
         os.replace(tmp_path, dest)
     finally:
@@ -67,6 +70,7 @@ def output_set(*dests: str | Path) -> Iterator[list[Path]]:
         for tmp, dest in zip(staged, targets, strict=True):
             if not tmp.exists():
                 raise FileNotFoundError(f"{dest}: the stage wrote no output")
+        confirm_before_output()
         for tmp, dest in zip(staged, targets, strict=True):
             _swap_in(tmp, dest)
     finally:
@@ -83,6 +87,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        confirm_before_output()
         tmp.chmod(0o777 & ~_UMASK)
         _swap_in(tmp, dest)
     finally:

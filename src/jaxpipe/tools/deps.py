@@ -7,7 +7,9 @@ registry, the family of ``train.<model>.kind`` in params.yaml is added (``<model
 stage script's first argument). A folder dep covers every module under it, and counts as
 exact only if the stage imports all of them.
 
-``jaxpipe-deps`` prints each stage's missing and extra code deps and exits 2 if any.
+``jaxpipe-deps`` prints each stage's missing and extra code deps, and each stage whose declared
+environment (its ``environment.yaml`` entry, ``jaxpipe.tools.env``) misses a distribution its
+code imports or names one it does not, and exits 2 if any.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ def import_closure(script: Path, src: Path, extra_roots: Iterable[str] = ()) -> 
     return seen
 
 
-def stage_code(root: Path, stage: str, cmd: str, deps: list[str], params: dict) -> StageCode:
-    """Compare one stage's declared code deps with its script's import closure."""
+def stage_closure(root: Path, stage: str, cmd: str, params: dict) -> tuple[str, set[Path]]:
+    """One stage's script (repo-relative) and the project module files it runs."""
     src = root / "src"
     argv = shlex.split(cmd)
     script = next((a for a in argv if a.endswith(".py")), None)
@@ -97,6 +99,12 @@ def stage_code(root: Path, stage: str, cmd: str, deps: list[str], params: dict) 
             raise JaxpipeError(f"{stage}: its code reaches the model registry, so params.yaml "
                                f"needs train.{name}.kind (the family it trains)")
         closure |= import_closure(root / script, src, [models.module_name(kind)])
+    return script, closure
+
+
+def stage_code(root: Path, stage: str, cmd: str, deps: list[str], params: dict) -> StageCode:
+    """Compare one stage's declared code deps with its script's import closure."""
+    script, closure = stage_closure(root, stage, cmd, params)
     code = {p.relative_to(root).as_posix() for p in closure} | {script}
     declared = [d.rstrip("/") for d in deps if d.startswith(("src/", "stages/"))]
     covered = {c for c in code for d in declared if c == d or c.startswith(d + "/")}
@@ -109,15 +117,32 @@ def stage_code(root: Path, stage: str, cmd: str, deps: list[str], params: dict) 
     return StageCode(stage, frozenset(code), tuple(sorted(code - covered)), tuple(extra))
 
 
-def check_project(root: Path) -> list[StageCode]:
-    """Every stage of ``root``'s dvc.yaml (foreach expanded by DVC itself)."""
+@dataclass(frozen=True)
+class DvcStage:
+    """One stage as DVC reads it from dvc.yaml (foreach expanded)."""
+
+    name: str
+    cmd: str
+    deps: tuple[str, ...]
+    params: dict[str, tuple[str, ...]]  # params file -> the keys the stage declares
+
+
+def dvc_stages(root: Path) -> list[DvcStage]:
+    """Every stage of ``root``'s dvc.yaml, in its order, as DVC itself expands it."""
+    from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
-    params = read_yaml((root / "params.yaml").read_text())
     with Repo(str(root)) as repo:
-        stages = [(s.name, s.cmd, [str(d.def_path) for d in s.deps])
-                  for s in repo.index.stages]
-    return [stage_code(root, name, cmd, deps, params) for name, cmd, deps in stages]
+        return [DvcStage(s.name, s.cmd, tuple(str(d.def_path) for d in s.deps),
+                         {str(d.def_path): tuple(d.params or ()) for d in s.deps
+                          if isinstance(d, ParamsDependency)})
+                for s in repo.index.stages]
+
+
+def check_project(root: Path) -> list[StageCode]:
+    """Every stage of ``root``'s dvc.yaml (foreach expanded by DVC itself)."""
+    params = read_yaml((root / "params.yaml").read_text())
+    return [stage_code(root, s.name, s.cmd, list(s.deps), params) for s in dvc_stages(root)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,10 +156,19 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(f"{r.stage}: imports {path}, not in its deps\n")
         for path in r.extra:
             sys.stdout.write(f"{r.stage}: declares {path}, which it does not import (wholly)\n")
+    from jaxpipe.tools.env import declared_problems
+
+    env_problems = declared_problems(args.root.resolve())
+    for line in env_problems:
+        sys.stdout.write(f"{line}\n")
     sys.stdout.flush()
     if bad:
         raise JaxpipeError(f"{len(bad)} of {len(results)} stages' code deps are wrong")
-    sys.stdout.write(f"all {len(results)} stages declare exactly the code they import\n")
+    if env_problems:
+        raise JaxpipeError(f"{len(env_problems)} stage environment declaration(s) are wrong: "
+                           "`jaxpipe env --record` rewrites environment.yaml")
+    sys.stdout.write(f"all {len(results)} stages declare exactly the code they import and "
+                     "the packages it imports\n")
 
 
 def entry() -> None:

@@ -1,0 +1,143 @@
+"""The software a stage runs on, as ``environment.yaml`` records it for ``dvc.lock``.
+
+Every stage declares its own entry of ``environment.yaml`` as a params dep
+(``environment.yaml: [train.cnn_mnist]``), so ``dvc.lock`` records, per stage, the Python
+version, the version of every third-party distribution its code imports and the platform
+facts its output bytes depend on; ``jaxpipe env --record`` writes the file
+(``jaxpipe.tools.env``). Under ``dvc repro`` (DVC sets ``DVC_STAGE``), a stage whose installed
+environment differs from its entry refuses to start, naming the package, both versions and
+the command that records the new environment, so a lock never names results made with other
+software than it records. JAX's backend is only known once JAX has started, so it is checked
+before the first output is renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from jaxpipe.core.errors import JaxpipeError
+
+FILE = "environment.yaml"
+RECORD = "jaxpipe env --record"
+_MACHINES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+_pending_backend: tuple[str, str] | None = None  # (stage, recorded backend) to confirm
+
+
+def python_version() -> str:
+    """``3.11``: wheels, and so every compiled package, are chosen per minor version."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def machine() -> str:
+    """The instruction-set family (``x86_64``, ``aarch64``): XLA and NumPy compile for it."""
+    name = platform.machine().lower()
+    return _MACHINES.get(name, name)
+
+
+def installed(dist: str) -> str | None:
+    """The version of distribution ``dist`` that Python would import now, or None."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def running_jax_backend() -> str | None:
+    """The platform JAX computes on (``cpu``, ``gpu``, ``tpu``) if this process loaded JAX
+    (looked up, not imported: only stages that use JAX depend on it)."""
+    jax = sys.modules.get("jax")
+    return None if jax is None else str(jax.default_backend())
+
+
+def entry_key(stage: str) -> tuple[str, ...]:
+    """``train@cnn_mnist`` -> ``("train", "cnn_mnist")``; ``plots_page`` -> ``("plots_page",)``
+    (a DVC address such as ``sub/dvc.yaml:train@x`` counts by its stage name)."""
+    name = stage.rsplit(":", 1)[-1]
+    return tuple(name.split("@", 1))
+
+
+def read_entries(path: Path) -> dict[str, Any]:
+    """The whole of ``environment.yaml`` (an empty mapping if the file does not exist)."""
+    from jaxpipe.core.config import load_params
+
+    if not path.exists():
+        return {}
+    data = load_params(path)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise JaxpipeError(f"{path}: expected a mapping of stages")
+    return dict(data)
+
+
+def entry_of(entries: Mapping[str, Any], stage: str) -> Mapping[str, Any] | None:
+    """The recorded entry of ``stage``, or None."""
+    value: Any = entries
+    for part in entry_key(stage):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value if isinstance(value, Mapping) else None
+
+
+def differences(entry: Mapping[str, Any], backend: str | None = None) -> list[str]:
+    """What differs between a recorded entry and this installation, one phrase each
+    (``jax 0.10.3 is installed, the record says 0.10.2``); JAX's backend only if given."""
+    found = []
+    now = {"python": python_version(), "machine": machine()}
+    if backend is not None:
+        now["jax_backend"] = backend
+    for fact, value in now.items():
+        if fact in entry and str(entry[fact]) != value:
+            found.append(f"{fact} is {value} here, the record says {entry[fact]}")
+    packages = entry.get("packages") or {}
+    for dist, recorded in packages.items():
+        version = installed(str(dist))
+        if version is None:
+            found.append(f"{dist} is not installed, the record says {recorded}")
+        elif version != str(recorded):
+            found.append(f"{dist} {version} is installed, the record says {recorded}")
+    return found
+
+
+def guard_stage() -> None:
+    """Refuse to run a DVC stage whose installed environment is not the one recorded."""
+    global _pending_backend
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return
+    path = Path(os.environ.get("DVC_ROOT", ".")) / FILE
+    entry = entry_of(read_entries(path), stage)
+    where = f"{FILE}:{'.'.join(entry_key(stage))}"
+    if entry is None:
+        raise JaxpipeError(f"{stage}: {where} is missing: record this stage's environment "
+                           f"with `{RECORD}`")
+    found = differences(entry)
+    if found:
+        raise JaxpipeError(f"{stage}: {found[0]} ({where}){_more(found)}: run `{RECORD}` to "
+                           "record the installed environment, then `dvc repro`")
+    if "jax_backend" in entry:
+        _pending_backend = (stage, str(entry["jax_backend"]))
+
+
+def confirm_before_output() -> None:
+    """Called before an output is renamed into place: JAX's backend is the recorded one."""
+    global _pending_backend
+    if _pending_backend is None:
+        return
+    stage, recorded = _pending_backend
+    backend = running_jax_backend()
+    if backend is not None and backend != recorded:
+        raise JaxpipeError(f"{stage}: jax_backend is {backend} here, the record says "
+                           f"{recorded} ({FILE}): run `{RECORD}`, then `dvc repro`")
+    _pending_backend = None
+
+
+def _more(found: list[str]) -> str:
+    return f" and {len(found) - 1} more" if len(found) > 1 else ""
