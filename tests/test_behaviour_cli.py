@@ -53,7 +53,7 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_a_command_is_required_and_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert fails([], capsys) == "jaxpipe: error: the following arguments are required: command"
     assert fails(["train"], capsys) == ("jaxpipe: error: argument command: invalid choice: "
-                                        "'train' (choose from 'predict', 'plots', 'check')")
+                                        "'train' (choose from 'predict', 'plots', 'check', 'env')")
 
 
 def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,12 +61,13 @@ def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]
         main(["--help"])
     assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: jaxpipe [-h] {predict,plots,check} ...\n\n"
-                          "The ``jaxpipe`` command: what a user runs beside ``dvc`` "
-                          "(check, predict, static plots).\n")
+    assert out.startswith("usage: jaxpipe [-h] {predict,plots,check,env} ...\n\n"
+                          "The ``jaxpipe`` command beside ``dvc``: check, env, predict, "
+                          "static plots.\n")
     for line in ["predict             apply a trained model to new data",
                  "plots               render every dvc plot to static files, offline",
-                 "check               validate params, schemas and the mirror; run nothing"]:
+                 "check               validate params, schemas and the mirror; run nothing",
+                 "env                 each stage's software: recorded against installed"]:
         assert f"\n    {line}\n" in out
 
 
@@ -227,7 +228,7 @@ def test_plots_says_no_output_when_dvc_fails_silently(tmp_path: Path,
 def project(root: Path) -> Path:
     """params.yaml, dvc.yaml, schemas/ and an empty params.local.yaml, as committed."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("params.yaml", "dvc.yaml"):
+    for name in ("params.yaml", "dvc.yaml", "environment.yaml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "schemas", root / "schemas")
     write_local(root / "params.local.yaml", {})
@@ -244,7 +245,8 @@ def test_check_reads_the_default_files_and_the_mirror_from_the_environment(
     caplog.set_level(logging.INFO, logger="jaxpipe")
     assert main(["check"]) is None
     (last,) = [r.getMessage() for r in caplog.records if r.name == "jaxpipe"]
-    assert re.fullmatch(rf"ok: \d+ stage entries, 5 mirror file\(s\) verified in "
+    assert re.fullmatch(rf"ok: \d+ stage entries, the software of \d+ stages as recorded, "
+                        rf"5 mirror file\(s\) verified in "
                         rf"{re.escape(str(fake_mirror))}", last), last
 
 

@@ -308,7 +308,7 @@ def test_the_compilation_cache_lives_under_the_home_cache_by_default(
 
 
 def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) -> None:
-    from jaxpipe.preflight import preflight
+    from jaxpipe.preflight import preflight, stage_names
     from jaxpipe.tools.mirror import apply_mirror
 
     mirror = write_fake_mirror(tmp_path / "mirror")
@@ -317,6 +317,8 @@ def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) ->
     problems, summary = preflight(ROOT / "params.yaml", local, ROOT / "dvc.yaml", mirror)
     assert problems == []
     entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
-    assert summary == f"{entries} stage entries, 5 mirror file(s) verified in {mirror}"
+    stages = len(stage_names(ROOT / "dvc.yaml"))
+    assert summary == (f"{entries} stage entries, the software of {stages} stages as recorded, "
+                       f"5 mirror file(s) verified in {mirror}")
     problems, _ = preflight(ROOT / "params.yaml", None, ROOT / "dvc.yaml", mirror)
     assert problems and "jaxpipe-mirror" in problems[-1]  # official checksums: a mismatch

@@ -1,4 +1,4 @@
-"""The ``jaxpipe`` command: what a user runs beside ``dvc`` (check, env, predict, static plots).
+"""The ``jaxpipe`` command beside ``dvc``: check, env, predict, static plots.
 
 Library code never imports this module; it only calls into the library.
 """
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"))
     check.add_argument("--mirror", type=Path, help="local mirror (default: $JAXPIPE_MIRROR)")
     check.set_defaults(func=cmd_check)
-    env = sub.add_parser("env", help="each stage's recorded software environment against the "
-                         "installed one")
+    env = sub.add_parser("env", help="each stage's software: recorded against installed")
     env.add_argument("--record", action="store_true",
                      help="write the installed environment to environment.yaml")
     env.add_argument("--root", type=Path, default=Path("."), help="the repository")

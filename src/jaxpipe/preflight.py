@@ -1,6 +1,7 @@
-"""Preflight (``jaxpipe check``): every params section, schema and mirror file checked in a
-second or two, without running a stage, so a bad value is found before ``dvc repro`` deletes
-the outputs of the stage that would fail.
+"""Preflight (``jaxpipe check``): every params section, schema and mirror file, and each
+stage's recorded software environment, checked in a second or two, without running a
+stage, so a bad value is found before ``dvc repro`` deletes the outputs of the stage that
+would fail.
 
 Each check returns problems as one line each (file, key, the fix); nothing is written.
 """
@@ -12,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxpipe.core import environment
 from jaxpipe.core.config import load_layered, load_params, parse, read_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.data.generate import GenerateConfig
@@ -118,12 +120,48 @@ def check_mirror(params: Path, local: Path | None, mirror: Path) -> tuple[list[s
     return problems, verified
 
 
+def stage_names(dvc_yaml: Path) -> list[str]:
+    """Every stage of dvc.yaml by DVC's name (``train@cnn_mnist``, ``plots_page``)."""
+    items = stage_items(dvc_yaml)
+    stages = read_yaml(dvc_yaml.read_text()).get("stages", {})
+    return [f"{name}@{key}" if name in items else name
+            for name in stages for key in items.get(name, [None])]
+
+
+def check_environment(dvc_yaml: Path) -> tuple[list[str], int]:
+    """Each stage's recorded software (environment.yaml beside dvc.yaml) is the installed
+    one; returns the problems and how many stages were checked."""
+    path = dvc_yaml.parent / environment.FILE
+    problems: list[str] = []
+    entries = _attempt(problems, lambda: environment.read_entries(path))
+    if entries is None:
+        return problems, 0
+    names = stage_names(dvc_yaml)
+    backend = None
+    if any("jax_backend" in (environment.entry_of(entries, n) or {}) for n in names):
+        import jax
+
+        backend = str(jax.default_backend())
+    for name in names:
+        entry = environment.entry_of(entries, name)
+        where = f"{path}:{'.'.join(environment.entry_key(name))}"
+        found = ["not recorded"] if entry is None else environment.differences(entry, backend)
+        problems += [f"{where}: {line}" for line in found]
+    if problems:
+        problems.append(f"`{environment.RECORD}` records the installed environment; "
+                        "`dvc repro` then re-runs the stages it changes")
+    return problems, len(names)
+
+
 def preflight(params: Path, local: Path | None, dvc_yaml: Path, mirror: Path | None
               ) -> tuple[list[str], str]:
     """Every check; the problems (one line each) and a summary of what was checked."""
     items = stage_items(dvc_yaml)
     problems = check_params(params, local, items) + check_schemas(items, dvc_yaml.parent)
     summary = f"{sum(len(v) for v in items.values())} stage entries"
+    env_problems, checked = check_environment(dvc_yaml)
+    problems += env_problems
+    summary += f", the software of {checked} stages as recorded"
     if mirror is not None:
         mirror_problems, verified = check_mirror(params, local, mirror)
         problems += mirror_problems
