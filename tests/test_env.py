@@ -49,7 +49,7 @@ def test_each_stage_records_the_packages_its_code_imports() -> None:
         if name.startswith("prepare@"):
             assert "pandera" in env.packages
         if "jax" in env.packages:
-            assert {"jaxlib"} <= set(env.packages)  # jax's kernels live in jaxlib
+            assert {"jaxlib", "ml-dtypes"} <= set(env.packages)  # where JAX computes
             assert env.facts == ("python", "machine", "jax_backend")
     assert {"jax", "jaxlib", "flax", "optax", "numpy"} <= set(found["train@cnn_mnist"].packages)
     assert "flax" not in found["train@logreg_mobile"].packages  # its family only

@@ -4,7 +4,8 @@ A stage's environment is found the way ``jaxpipe-deps`` finds its code: every pr
 its script imports, transitively, the model family its params choose included. The
 third-party modules those files import map to the installed distributions that provide them
 (``importlib.metadata``); a distribution whose computations run in another that the code never
-imports by name brings that one too (``COMPANIONS``: jax's kernels are in jaxlib). The facts:
+imports by name brings that one too (``COMPANIONS``: jax's kernels are in jaxlib, its number
+types in ml_dtypes). The facts:
 
 - ``python`` (major.minor) for every stage;
 - ``machine`` for every stage whose code imports NumPy or JAX: their compiled kernels differ
@@ -35,7 +36,9 @@ from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
 from jaxpipe.tools.deps import PACKAGE, DvcStage, dvc_stages, stage_closure
 
-COMPANIONS = {"jax": ("jaxlib",)}  # distribution -> where its computations run
+# distribution -> what its computations run in: JAX's kernels are jaxlib's, its number types
+# (bfloat16, the float8s, and the promotion rules around them) are ml_dtypes'
+COMPANIONS = {"jax": ("jaxlib", "ml-dtypes")}
 NUMERIC = frozenset({"numpy", "jax"})
 HEADER = """\
 The software each stage of dvc.yaml runs on, written by `jaxpipe env --record`.
