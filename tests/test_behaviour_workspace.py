@@ -36,7 +36,7 @@ train:
   mlp:
     lr: 0.1        # learning rate
     hidden: [3]
-    seed: null
+    seed:
   lr: 0.5
 prepare:
   test_size: 0.2
@@ -86,15 +86,22 @@ def test_set_params_keeps_comments_and_layout(tmp_path: Path) -> None:
                         "train.mlp.seed": None, "prepare.test_size": 0.3, "train.lr": 1})
     assert params.read_text() == (
         "# the project's parameters\ntrain:\n  mlp:\n    lr: 0.25       # learning rate\n"
-        "    hidden:\n      - 8\n      - 4\n    seed: null\n  lr: 1\nprepare:\n"
-        "  test_size: 0.3\n")
+        "    hidden:\n    - 8\n    - 4\n    seed:\n  lr: 1\nprepare:\n"
+        "  test_size: 0.3\n")  # as DVC's own writer puts it (dvc exp run -S)
 
 
-def test_set_params_keeps_the_quotes_of_values_it_does_not_touch(tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text("a:\n  kind: 'cnn'\n  devices: \"all\"\n  lr: 1\n")
-    set_params(params, {"a.lr": 2})
-    assert params.read_text() == "a:\n  kind: 'cnn'\n  devices: \"all\"\n  lr: 2\n"
+def test_set_params_writes_what_dvc_exp_run_writes(tmp_path: Path) -> None:
+    from dvc.utils.serialize import modify_yaml
+
+    text = "a:\n  kind: 'cnn'\n  devices: \"all\"\n  urls: [x, y]\n  lr: 1\n"
+    (tmp_path / "ours.yaml").write_text(text)
+    (tmp_path / "dvcs.yaml").write_text(text)
+    set_params(tmp_path / "ours.yaml", {"a.lr": 2})
+    with modify_yaml(tmp_path / "dvcs.yaml") as data:
+        data["a"]["lr"] = 2
+    assert (tmp_path / "ours.yaml").read_text() == (tmp_path / "dvcs.yaml").read_text()
+    assert (tmp_path / "ours.yaml").read_text() == "a:\n  kind: cnn\n  devices: all\n" \
+        "  urls: [x, y]\n  lr: 2\n"
 
 
 def test_set_params_descends_by_position_not_by_name(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxpipe.core.config import load_params, parse
+from jaxpipe.core.config import load_params, parse, read_yaml
 from jaxpipe.core.errors import ConfigError
 from jaxpipe.data.prepare import PrepareConfig
 from jaxpipe.data.specs import DownloadConfig
@@ -70,3 +70,39 @@ def test_values_are_coerced_to_their_declared_types_or_named() -> None:
         with pytest.raises(ConfigError) as err:
             parse(cnn.Config, data, "t")
         assert str(err.value) == line
+
+
+def _leaves(node: object, path: tuple = ()) -> list[tuple[tuple, object]]:
+    """Every scalar of a params tree with its path (list items by index)."""
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, (*path, i))]
+    return [(path, node)]
+
+
+def test_params_yaml_is_written_as_dvc_writes_it(tmp_path: Path) -> None:
+    """`dvc exp run -S key=value` rewrites params.yaml with DVC's own YAML writer: the file is
+    already in that style, so setting any one value changes exactly one line."""
+    from dvc.utils.serialize import modify_yaml
+
+    root = Path(__file__).parents[1]
+    original = (root / "params.yaml").read_text()
+    copy = tmp_path / "params.yaml"
+    copy.write_text(original)
+    with modify_yaml(copy):
+        pass
+    assert copy.read_text() == original
+    leaves = _leaves(read_yaml(original))
+    assert len(leaves) > 50
+    for path, value in leaves:
+        copy.write_text(original)
+        with modify_yaml(copy) as data:
+            node = data
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = 7 if value != 7 else 8
+        changed = [(a, b) for a, b in zip(original.splitlines(), copy.read_text().splitlines(),
+                                         strict=False) if a != b]
+        assert len(copy.read_text().splitlines()) == len(original.splitlines()), path
+        assert len(changed) == 1, (path, changed)

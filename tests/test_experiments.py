@@ -74,3 +74,19 @@ def test_tables_fit_a_terminal(pipeline, monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         dvc(ws, "exp", "remove", "--all-commits")
         git(ws, "reset", "-q", "--soft", "HEAD~1")  # the workspace's git as it was
+
+
+def test_exp_run_set_changes_one_line_of_params_yaml(pipeline) -> None:
+    """`dvc exp run -S` in the workspace rewrites params.yaml with DVC's writer: one line."""
+    ws = pipeline.root
+    before, lock = (ws / "params.yaml").read_text(), (ws / "dvc.lock").read_text()
+    try:
+        dvc(ws, "exp", "run", "-S", "train.logreg_mobile.lr=0.2", mirror=pipeline.mirror)
+        diff = git(ws, "diff", "--unified=0", "--", "params.yaml").splitlines()
+        changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+        assert changed == ["-    lr: 0.1", "+    lr: 0.2"], changed
+    finally:
+        (ws / "params.yaml").write_text(before)
+        (ws / "dvc.lock").write_text(lock)
+        dvc(ws, "checkout", "--force")
+    assert json.loads(dvc(ws, "status", "--json").stdout or "{}") == {}

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from jaxpipe.core.errors import ConfigError
 
@@ -46,14 +47,23 @@ def load_params(path: str | Path, *keys: str) -> Any:
     return data
 
 
+class _NullRepresenter(RoundTripRepresenter):
+    """Writes ``null`` for None. A subclass of its own: ``add_representer`` on ruamel's class
+    would change every writer in the process, DVC's ``dvc exp run -S`` writer included."""
+
+
+_NullRepresenter.add_representer(
+    type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+
+
 def roundtrip_yaml() -> YAML:
-    """A YAML reader/writer that keeps params.yaml's comments, layout and ``null``s."""
+    """A YAML reader/writer that keeps comments, layout and ``null``s (the files jaxpipe
+    writes: params.local.yaml, environment.yaml; params.yaml goes through DVC's writer)."""
     rt = YAML()
+    rt.Representer = _NullRepresenter
     rt.preserve_quotes = True
     rt.width = 4096
     rt.indent(mapping=2, sequence=4, offset=2)
-    rt.representer.add_representer(
-        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     return rt
 
 

@@ -8,8 +8,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from jaxpipe.core.config import read_yaml, roundtrip_yaml
+from jaxpipe.core.config import read_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import apply_mirror
 
@@ -32,9 +33,16 @@ def apply_profile(params_path: Path, profile_path: Path) -> None:
 
 
 def set_params(params_path: Path, overrides: dict, source: str = "override") -> None:
-    """Set each existing ``dotted.key`` of params.yaml to its value (comments kept)."""
-    rt = roundtrip_yaml()
-    params = rt.load(params_path.read_text())
+    """Set each existing ``dotted.key`` of params.yaml to its value, written by DVC's own
+    YAML writer (comments kept), as ``dvc exp run -S`` writes it: a later ``-S`` then
+    changes only its own line."""
+    from dvc.utils.serialize import modify_yaml
+
+    with modify_yaml(params_path) as params:  # written back only if every key exists
+        _set_each(params, overrides, params_path, source)
+
+
+def _set_each(params: Any, overrides: dict, params_path: Path, source: str) -> None:
     for dotted, value in overrides.items():
         *keys, last = dotted.split(".")
         node = params
@@ -44,8 +52,6 @@ def set_params(params_path: Path, overrides: dict, source: str = "override") -> 
             if depth < len(keys):  # not by name: ``a.a`` sets the inner ``a``
                 node = node[key]
         node[last] = value
-    with open(params_path, "w") as handle:
-        rt.dump(params, handle)
 
 
 def make_workspace(root: Path, dest: Path, mirror: Path | None = None,
