@@ -72,10 +72,11 @@ def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize(("command", "lines"), [
-    ("predict", ["usage: jaxpipe predict [-h] --out OUT model input",
+    ("predict", ["usage: jaxpipe predict [-h] --out OUT model input [input ...]",
                  "  model       model file (data/models/<model>.safetensors)",
-                 "  input       CSV or Parquet table; for the CNN also an IDX file, a Parquet "
-                 "image column, or a folder of PNG files",
+                 "  input       CSV or Parquet tables; for the CNN: PNG files (28x28, 8-bit "
+                 "grayscale, light digit on black), folders of them, IDX files or a Parquet "
+                 "image column",
                  "  --out OUT   CSV of predictions to write"]),
     ("plots", ["usage: jaxpipe plots [-h] [--out OUT] [--format {svg,png}] [--scale SCALE]",
                "  --scale SCALE       PNG scale factor"]),

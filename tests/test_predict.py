@@ -87,6 +87,103 @@ def test_images_from_an_array_idx_and_png_agree(tmp_path: Path) -> None:
         predict(model, np.zeros((2, 28)))
 
 
+def digits(n: int, size: int = 28, seed: int = 0) -> np.ndarray:
+    """MNIST-like raw images: a light blob on a black background."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, size, size), np.uint8)
+    images[:, 8:size - 8, 10:size - 10] = rng.integers(150, 256, (n, size - 16, size - 20))
+    return images
+
+
+def save_png(path: Path, image: np.ndarray, mode: str = "L") -> Path:
+    from PIL import Image
+
+    Image.fromarray(image).convert(mode).save(path)
+    return path
+
+
+def test_one_png_file_and_several_inputs_are_read(tmp_path: Path) -> None:
+    model = cnn_model(tmp_path)
+    images = digits(3)
+    files = [save_png(tmp_path / f"d{i}.png", image) for i, image in enumerate(images)]
+    direct = predict(model, images)["predicted"].tolist()
+    assert predict_file(model, files[0], tmp_path / "one.csv") == 1
+    one = pd.read_csv(tmp_path / "one.csv")
+    assert one["input"].tolist() == ["d0.png"] and one["predicted"].tolist() == direct[:1]
+    (tmp_path / "more").mkdir()
+    save_png(tmp_path / "more" / "e.png", images[2])
+    write_idx(tmp_path / "x.idx", images[:2])
+    assert predict_file(model, [files[0], files[1], tmp_path / "more", tmp_path / "x.idx"],
+                        tmp_path / "many.csv") == 5
+    many = pd.read_csv(tmp_path / "many.csv")
+    assert many["input"].tolist() == ["d0.png", "d1.png", "e.png", "x.idx:1", "x.idx:2"]
+    assert many["predicted"].tolist() == [*direct, *direct[:2]]
+
+
+def test_images_of_another_size_or_colour_are_named_in_one_line(tmp_path: Path) -> None:
+    model = cnn_model(tmp_path)
+    (tmp_path / "mixed").mkdir()
+    save_png(tmp_path / "mixed" / "a.png", digits(1)[0])
+    save_png(tmp_path / "mixed" / "b.png", digits(1, size=32)[0])
+    with pytest.raises(JaxpipeError) as caught:
+        predict_file(model, tmp_path / "mixed", tmp_path / "out.csv")
+    assert str(caught.value) == f"{tmp_path / 'mixed' / 'b.png'}: 32x32 pixels, the model " \
+        "expects 28x28"
+    rgb = save_png(tmp_path / "rgb.png", digits(1)[0], "RGB")
+    with pytest.raises(JaxpipeError, match=r"rgb.png: a colour image \(RGB\); expected 8-bit "
+                                           r"grayscale"):
+        predict_file(model, rgb, tmp_path / "out.csv")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(JaxpipeError, match=r"text.png: not a readable PNG"):
+        predict_file(model, tmp_path / "text.png", tmp_path / "out.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(JaxpipeError, match=r"empty: expected 1 to 100000 .png files, found 0"):
+        predict_file(model, tmp_path / "empty", tmp_path / "out.csv")
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    good = save_png(tmp_path / "d.png", digits(1)[0])
+    with pytest.raises(JaxpipeError, match=r"t.csv: a table, while other inputs are images"):
+        predict_file(model, [tmp_path / "t.csv", good], tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_command_exits_2_with_one_line_on_a_mixed_folder(tmp_path: Path) -> None:
+    cnn_model(tmp_path)
+    (tmp_path / "mixed").mkdir()
+    save_png(tmp_path / "mixed" / "a.png", digits(1)[0])
+    save_png(tmp_path / "mixed" / "b.png", digits(1, size=32)[0])
+    proc = subprocess.run([sys.executable, "-m", "jaxpipe.cli", "predict", "c.st", "mixed/a.png",
+                           "--out", "one.csv"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0 and len(pd.read_csv(tmp_path / "one.csv")) == 1
+    proc = subprocess.run([sys.executable, "-m", "jaxpipe.cli", "predict", "c.st", "mixed",
+                           "--out", "out.csv"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: mixed/b.png: 32x32 pixels, the model expects 28x28"]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_inverted_or_prescaled_images_get_a_warning(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    model = cnn_model(tmp_path)
+    images = digits(4)
+    write_idx(tmp_path / "ok.idx", images)
+    write_idx(tmp_path / "inv.idx", np.concatenate([255 - images[:3], images[3:]]))
+    with caplog.at_level("WARNING", logger="jaxpipe.predict"):
+        predict_file(model, tmp_path / "ok.idx", tmp_path / "out.csv")
+        assert caplog.messages == []
+        predict_file(model, tmp_path / "inv.idx", tmp_path / "out.csv")
+    assert caplog.messages == [
+        f"{tmp_path / 'inv.idx'}: 3 of 4 images have a light background (a dark digit on "
+        "white?); the model was trained on light digits on black, so expect wrong answers: "
+        "invert them (255 - pixel) first"]
+    from jaxpipe.predict import unlike_training
+
+    assert "every pixel is in [0, 1]" in unlike_training(images / 255.0, "scaled")
+    assert unlike_training(images, "raw") is None
+
+
 @pytest.mark.e2e
 def test_predicting_raw_test_rows_reproduces_the_evaluate_stage(pipeline, tmp_path: Path) -> None:
     ws = pipeline.root

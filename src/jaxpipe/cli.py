@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     pred = sub.add_parser("predict", help="apply a trained model to new data")
     pred.add_argument("model", type=Path, help="model file (data/models/<model>.safetensors)")
-    pred.add_argument("input", type=Path, help="CSV or Parquet table; for the CNN also an IDX "
-                      "file, a Parquet image column, or a folder of PNG files")
+    pred.add_argument("input", type=Path, nargs="+",
+                      help="CSV or Parquet tables; for the CNN: PNG files (28x28, 8-bit "
+                           "grayscale, light digit on black), folders of them, IDX files or a "
+                           "Parquet image column")
     pred.add_argument("--out", type=Path, required=True, help="CSV of predictions to write")
     pred.set_defaults(func=cmd_predict)
     plots = sub.add_parser("plots", help="render every dvc plot to static files, offline")

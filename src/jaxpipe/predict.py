@@ -6,6 +6,7 @@ prepare time (or the pixel scale), so raw rows are scaled exactly as in training
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from jaxpipe.core.fileio import atomic_path
 from jaxpipe.data.idx import read_idx
 from jaxpipe.data.tables import IMAGE_COLUMN, load_images
 
+log = logging.getLogger(__name__)
 MAX_PNG_FILES = 100_000
 
 
@@ -65,16 +67,25 @@ def predict(trained: Trained, data: pd.DataFrame | np.ndarray, source: str = "in
     return frame
 
 
-def read_input(path: Path) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
-    """Read a CSV/Parquet table, an IDX file, a Parquet image column or a PNG folder;
-    also return a name per row (file names for PNG folders, else row numbers)."""
+IMAGE_SUFFIXES = (".png",)
+BORDER = 2  # pixels: MNIST digits are centred, so an image's frame is background
+
+
+def read_input(path: Path, image_shape: tuple[int, int] | None = None
+               ) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
+    """Read a CSV/Parquet table, an IDX file, a Parquet image column, a PNG file or a
+    folder of PNG files (each checked against ``image_shape`` when given); also return a
+    name per row (file names for PNGs, else row numbers)."""
     if path.is_dir():
-        files = sorted(path.glob("*.png"))[: MAX_PNG_FILES + 1]
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files or len(files) > MAX_PNG_FILES:
-            raise JaxpipeError(f"{path}: expected 1 to {MAX_PNG_FILES} .png files")
-        return np.stack([_read_png(f) for f in files]), [f.name for f in files]
+            raise JaxpipeError(f"{path}: expected 1 to {MAX_PNG_FILES} .png files, found "
+                               f"{len(files)}")
+        return read_pngs(files, image_shape), [f.name for f in files]
     if not path.is_file():
         raise JaxpipeError(f"{path}: not found")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return read_pngs([path], image_shape), [path.name]
     if path.name.endswith((".gz", "-ubyte")) or path.suffix == ".idx":
         data = read_idx(path)
     elif path.suffix == ".parquet":
@@ -87,8 +98,47 @@ def read_input(path: Path) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
         try:
             data = pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise JaxpipeError(f"{path}: cannot parse ({exc.__class__.__name__})") from None
+            raise JaxpipeError(f"{path}: cannot parse as CSV ({exc.__class__.__name__}); "
+                               "inputs are CSV or Parquet tables, IDX files, PNG images or "
+                               "folders of them") from None
     return data, [str(i) for i in range(1, len(data) + 1)]
+
+
+def read_inputs(paths: list[Path], image_shape: tuple[int, int] | None = None
+                ) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
+    """Several inputs as one: tables stacked by row, images by image (all of one kind);
+    names say which input each row came from when there are several."""
+    if len(paths) == 1:
+        return read_input(paths[0], image_shape)
+    parts = [(path, *read_input(path, image_shape)) for path in paths]
+    tables = [p for p in parts if isinstance(p[1], pd.DataFrame)]
+    if tables and len(tables) != len(parts):
+        raise JaxpipeError(f"{tables[0][0]}: a table, while other inputs are images: give "
+                           "one kind at a time")
+    names = [name if path.suffix.lower() in IMAGE_SUFFIXES or path.is_dir()
+             else f"{path.name}:{name}" for path, _, got in parts for name in got]
+    if tables:
+        return pd.concat([p[1] for p in parts], ignore_index=True), names
+    shapes = {np.asarray(p[1]).shape[1:] for p in parts}
+    if len(shapes) > 1:
+        raise JaxpipeError(f"{paths[0]}: images of {len(shapes)} sizes across the inputs "
+                           f"({', '.join(sorted(str(s) for s in shapes))}): give one size")
+    return np.concatenate([np.asarray(p[1]) for p in parts]), names
+
+
+def read_pngs(files: list[Path], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """PNG files as one uint8 array (n, h, w): 8-bit grayscale only, all of one size (the
+    first file's, unless ``shape`` is given); a colour image or another size is named."""
+    images = [_read_png(f) for f in files]
+    want = shape or images[0].shape
+    for path, image in zip(files, images, strict=True):
+        if image.shape != tuple(want):
+            raise JaxpipeError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels, expected "
+                               f"{want[1]}x{want[0]} like {files[0].name}"
+                               if shape is None else
+                               f"{path}: {image.shape[1]}x{image.shape[0]} pixels, the model "
+                               f"expects {want[1]}x{want[0]}")
+    return np.stack(images)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -96,15 +146,57 @@ def _read_png(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            if image.mode not in ("L", "1", "P", "LA", "I;16"):
+                raise JaxpipeError(f"{path}: a colour image ({image.mode}); expected 8-bit "
+                                   "grayscale, as MNIST (light digit on a dark background)")
+            if image.mode == "P" and not _grey_palette(image):
+                raise JaxpipeError(f"{path}: a colour image (palette); expected 8-bit "
+                                   "grayscale, as MNIST (light digit on a dark background)")
             return np.asarray(image.convert("L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise JaxpipeError(f"{path}: not a readable PNG ({exc.__class__.__name__})") from None
 
 
-def predict_file(trained: Trained, source: Path, out: Path) -> int:
-    """Predict every row (or image) of ``source`` into the CSV ``out``; return the row count."""
-    data, names = read_input(source)
-    frame = predict(trained, data, str(source))
+def _grey_palette(image: object) -> bool:
+    palette = np.asarray(image.convert("RGB"))  # type: ignore[attr-defined]
+    return bool((palette[..., 0] == palette[..., 1]).all()
+                and (palette[..., 1] == palette[..., 2]).all())
+
+
+def unlike_training(images: np.ndarray, source: str) -> str | None:
+    """A warning if raw images look unlike MNIST's: light backgrounds (a dark digit on
+    white, which the model reads as another digit) or values already scaled to [0, 1]."""
+    if images.ndim == 4:
+        images = images[..., 0]
+    if images.ndim != 3 or min(images.shape[1:]) <= 2 * BORDER:
+        return None
+    frame = np.concatenate([images[:, :BORDER].reshape(len(images), -1),
+                            images[:, -BORDER:].reshape(len(images), -1),
+                            images[:, :, :BORDER].reshape(len(images), -1),
+                            images[:, :, -BORDER:].reshape(len(images), -1)], axis=1)
+    light = int((frame.mean(axis=1) > 127).sum())
+    if light:
+        return (f"{source}: {light} of {len(images)} images have a light background (a dark "
+                "digit on white?); the model was trained on light digits on black, so expect "
+                "wrong answers: invert them (255 - pixel) first")
+    if images.size and float(np.max(images)) <= 1.0:
+        return (f"{source}: every pixel is in [0, 1]; the model expects raw 0-255 pixel values "
+                "(it divides by 255 itself)")
+    return None
+
+
+def predict_file(trained: Trained, source: Path | list[Path], out: Path) -> int:
+    """Predict every row (or image) of ``source`` (one input or several) into the CSV
+    ``out``; return the row count."""
+    sources = [source] if isinstance(source, Path) else list(source)
+    shape = getattr(trained.module, "IMAGE_SHAPE", None)
+    data, names = read_inputs(sources, None if shape is None else tuple(shape))
+    where = str(sources[0]) if len(sources) == 1 else f"{sources[0]} (and {len(sources) - 1} more)"
+    if shape is not None:
+        warning = unlike_training(np.asarray(data), where)
+        if warning:
+            log.warning("%s", warning)
+    frame = predict(trained, data, where)
     frame.insert(0, "input", names)
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
