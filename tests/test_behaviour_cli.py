@@ -53,7 +53,8 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_a_command_is_required_and_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert fails([], capsys) == "jaxpipe: error: the following arguments are required: command"
     assert fails(["train"], capsys) == ("jaxpipe: error: argument command: invalid choice: "
-                                        "'train' (choose from 'predict', 'plots', 'check', 'env')")
+                                        "'train' (choose from 'predict', 'plots', 'exp', "
+                                        "'check', 'env')")
 
 
 def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,11 +62,12 @@ def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]
         main(["--help"])
     assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: jaxpipe [-h] {predict,plots,check,env} ...\n\n"
-                          "The ``jaxpipe`` command beside ``dvc``: check, env, predict, "
-                          "static plots.\n")
+    assert out.startswith("usage: jaxpipe [-h] {predict,plots,exp,check,env} ...\n\n"
+                          "The ``jaxpipe`` command beside ``dvc``: check, env, exp, predict, "
+                          "plots.\n")
     for line in ["predict             apply a trained model to new data",
                  "plots               render every dvc plot to static files, offline",
+                 "exp                 experiments side by side: changed params and metrics",
                  "check               validate params, schemas and the mirror; run nothing",
                  "env                 each stage's software: recorded against installed"]:
         assert f"\n    {line}\n" in out

@@ -2,12 +2,17 @@
 back as the same values, as DVC itself does."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import dvc.api as dvc_api
 import pytest
 
-from jaxpipe.tools.workspace import dvc, git
+from jaxpipe.tools.workspace import GIT_ENV, dvc, git
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +95,49 @@ def test_exp_run_set_changes_one_line_of_params_yaml(pipeline) -> None:
         (ws / "dvc.lock").write_text(lock)
         dvc(ws, "checkout", "--force")
     assert json.loads(dvc(ws, "status", "--json").stdout or "{}") == {}
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The command lines of the first bash block under ``heading`` in README.md."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index(heading):]
+    block = section[section.index("```bash\n") + 8:]
+    return [line.split("#")[0].rstrip() for line in block[:block.index("```")].splitlines()]
+
+
+def test_the_readme_experiments_run_in_order_without_leaking(pipeline, tmp_path: Path) -> None:
+    """The README's experiment commands, as written, on a copy of the pipeline with its lock
+    committed: each experiment changes only its own param, the baseline row is filled, the
+    comparison fits 120 columns, and params.yaml is touched only by `dvc exp apply`."""
+    ws = tmp_path / "ws"
+    shutil.copytree(pipeline.root, ws, symlinks=True)
+    git(ws, "add", "dvc.lock")
+    git(ws, "commit", "-q", "-m", "Pipeline results")
+    params = (ws / "params.yaml").read_text()
+    lines = _readme_block("## Experiments\n")
+    script = "\n".join(lines).replace(
+        "dvc queue start && dvc queue status",
+        "dvc queue start && for i in $(seq 600); do "
+        "dvc queue status | grep -qE 'Queued|Running' || break; sleep 1; done; dvc queue status")
+    env = {**os.environ, **GIT_ENV, "JAXPIPE_MIRROR": str(pipeline.mirror), "COLUMNS": "120",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ws / "src")}
+    apply = next(i for i, line in enumerate(script.splitlines()) if "dvc exp apply" in line)
+    before, after = script.splitlines()[:apply], script.splitlines()[apply:]
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(before)], cwd=ws,
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (ws / "params.yaml").read_text() == params  # --temp and --queue leave it be
+    table = proc.stdout[proc.stdout.index("experiment         changed params"):].splitlines()
+    assert all(len(line) <= 120 for line in table), table
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert set(rows) == {"main", "l2-0.01", "lr-0.05", "lr-0.2"}, table
+    assert "(baseline)" in rows["main"] and "acc " in rows["main"]  # filled, not '!'
+    assert " train.logreg_mobile.l2=0.01 " in rows["l2-0.01"]
+    for lr in ("0.05", "0.2"):
+        changed = rows[f"lr-{lr}"].split()[1]
+        assert changed == f"train.logreg_mobile.lr={lr}", rows  # the l2 run did not leak
+    assert "No file hash info found" not in proc.stderr
+    subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(after)], cwd=ws, env=env,
+                   check=True, capture_output=True, timeout=300)
+    assert "    lr: 0.2\n" in (ws / "params.yaml").read_text()

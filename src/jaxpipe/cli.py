@@ -1,4 +1,4 @@
-"""The ``jaxpipe`` command beside ``dvc``: check, env, predict, static plots.
+"""The ``jaxpipe`` command beside ``dvc``: check, env, exp, predict, plots.
 
 Library code never imports this module; it only calls into the library.
 """
@@ -38,6 +38,24 @@ def cmd_plots(args: argparse.Namespace) -> None:
         raise JaxpipeError(f"dvc plots show --json failed: {lines[-1]}")
     written = render_static(load_plots_json(proc.stdout), args.out, args.format, args.scale)
     log.info("%d plots written to %s", len(written), args.out)
+
+
+def cmd_exp(args: argparse.Namespace) -> None:
+    import sys
+
+    from jaxpipe.compare import render, rows_from_json
+
+    dvc_bin = shutil.which("dvc")
+    if dvc_bin is None:
+        raise JaxpipeError("dvc: not found on PATH (activate the project's virtual environment)")
+    proc = subprocess.run([dvc_bin, "exp", "show", "--json"], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        raise JaxpipeError(f"dvc exp show --json failed: {lines[-1]}")
+    width = args.width or shutil.get_terminal_size((120, 24)).columns
+    baseline, experiments = rows_from_json(proc.stdout)
+    sys.stdout.write("".join(f"{line}\n" for line in render(baseline, experiments, width)))
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -87,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     plots.add_argument("--format", choices=["svg", "png"], default="svg")
     plots.add_argument("--scale", type=float, default=1.0, help="PNG scale factor")
     plots.set_defaults(func=cmd_plots)
+    exp = sub.add_parser("exp", help="experiments side by side: changed params and metrics")
+    exp.add_argument("--width", type=int, help="columns (default: the terminal's)")
+    exp.set_defaults(func=cmd_exp)
     check = sub.add_parser("check", help="validate params, schemas and the mirror; run nothing")
     check.add_argument("--params", type=Path, default=Path("params.yaml"))
     check.add_argument("--local", type=Path, default=Path("params.local.yaml"))
