@@ -173,3 +173,15 @@ def test_cnn_refuses_labels_and_shapes_it_cannot_learn() -> None:
                                         r"got \(70, 784, 1\)"):
         cnn.fit(cnn.Config(epochs=1), make_dataset(train=(x, y), val=(x.reshape(70, 784, 1, 1),
                                                                      y)))
+
+
+def test_the_bar_shows_the_epochs_mean_loss_so_far() -> None:
+    import jax.numpy as jnp
+
+    from jaxpipe.models.cnn.loop import RunningMean
+
+    losses = [jnp.float32(v) for v in (4.0, 2.0)]
+    mean = RunningMean()
+    assert mean.add(losses) == 3.0
+    losses += [jnp.float32(v) for v in (0.0, 2.0)]
+    assert mean.add(losses) == 2.0 and mean.read == 4  # only the new ones were read

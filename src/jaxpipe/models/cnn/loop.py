@@ -61,14 +61,29 @@ class Streamed:
 _called: set[int] = set()  # steps already called (compiled) in this process
 
 
+class RunningMean:
+    """The mean of every batch loss so far (batches are of one size, so the epoch's mean
+    loss), reading back only the losses not yet read."""
+
+    def __init__(self) -> None:
+        self.total, self.read = 0.0, 0
+
+    def add(self, losses: list[Any]) -> float:
+        fresh = np.asarray(jax.device_get(losses[self.read:]), np.float64)
+        self.total += float(fresh.sum())
+        self.read = len(losses)
+        return self.total / max(self.read, 1)
+
+
 def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: Any,
               inputs: Iterator[tuple[jax.Array, ...]], n_batches: int, desc: str
               ) -> tuple[Any, Any, np.ndarray]:
-    """One pass; a per-batch bar with the running loss when a person watches (the loss is
-    read back every 20 batches only then, so a CI run never waits on it). Timed as the
-    first call (tracing and compiling the step, once per process) and the rest, up to the
-    losses read back."""
+    """One pass; a per-batch bar with the epoch's mean loss so far when a person watches
+    (the losses are read back every 20 batches only then, so a CI run never waits on them).
+    Timed as the first call (tracing and compiling the step, once per process) and the
+    rest, up to the losses read back."""
     losses = []
+    running = RunningMean()
     batches = iter(inputs)
     with bar(n_batches, desc) as shown:
         for i in range(n_batches):
@@ -79,7 +94,7 @@ def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: An
                 if i + 1 == n_batches:  # the phase ends when the epoch's work is done
                     jax.block_until_ready(loss)
             _called.add(id(step))
-            if not shown.disable and i % 20 == 0:
-                shown.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
+            if not shown.disable and (i % 20 == 0 or i + 1 == n_batches):
+                shown.set_postfix(loss=f"{running.add(losses):.4f}", refresh=False)
             shown.update()
     return params, opt_state, np.asarray(jnp.stack(losses))
