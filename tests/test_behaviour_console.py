@@ -21,7 +21,15 @@ from contextlib import contextmanager
 import pytest
 
 from jaxpipe.core import console
-from jaxpipe.core.console import _name, bar, exit_with_parent, interactive, run, setup_logging
+from jaxpipe.core.console import (
+    _name,
+    _on_terminate,
+    bar,
+    exit_with_parent,
+    interactive,
+    run,
+    setup_logging,
+)
 from jaxpipe.core.errors import ConfigError, JaxpipeError
 
 _PR_GET_PDEATHSIG = 2
@@ -68,11 +76,11 @@ def failing(exc: BaseException) -> Callable[[list[str] | None], None]:
 
 
 def run_fails(main: Callable[[list[str] | None], None], argv: list[str] | None,
-              capsys: pytest.CaptureFixture[str]) -> str:
-    """Run ``main`` through ``run``; assert exit code 2 and return what went to stderr."""
+              capsys: pytest.CaptureFixture[str], code: int = 2) -> str:
+    """Run ``main`` through ``run``; assert its exit code and return what went to stderr."""
     with pytest.raises(SystemExit) as caught:
         run(main, argv)
-    assert caught.value.code == 2
+    assert caught.value.code == code
     assert caught.value.__suppress_context__ and caught.value.__cause__ is None
     return capsys.readouterr().err
 
@@ -94,9 +102,14 @@ def test_an_expected_error_is_its_message_on_one_line(capsys: pytest.CaptureFixt
     assert err == "error: train.lr: must be positive\n"
 
 
-def test_interrupts_and_exits_pass_through_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(KeyboardInterrupt):
-        run(failing(KeyboardInterrupt()), ["a"])
+def test_an_interrupt_is_one_line_and_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_fails(failing(KeyboardInterrupt()), ["a"], capsys, code=130)
+    assert err == f"error: {_name(['a'])}: interrupted; earlier outputs are untouched\n"
+    assert signal.getsignal(signal.SIGTERM) is not _on_terminate  # restored
+    assert signal.getsignal(signal.SIGINT) is not _on_terminate
+
+
+def test_exits_pass_through_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         run(failing(SystemExit(0)), ["--help"])
     assert caught.value.code == 0

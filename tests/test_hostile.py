@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,3 +197,35 @@ def test_mnist_files_are_checked_against_their_schema(images: np.ndarray, labels
     with pytest.raises(JaxpipeError) as caught:
         check_images(images, labels, load_schema(ROOT / "schemas/mnist.yaml"), "mnist (train)")
     assert str(caught.value).startswith("mnist (train)") and message in str(caught.value)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_stage_is_one_line_and_writes_nothing(work: Path, tmp_path: Path,
+                                                             signum: int) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM while a stage trains: one line, exit 130, no output and no
+    temp file; the earlier model stays as it was."""
+    params = tmp_path / "params.yaml"
+    params.write_text((work / "params.yaml").read_text())
+    set_param(params, "train.logreg_mobile.steps", 1_000_000)  # long enough to interrupt
+    shutil.copy(work / "model.st", tmp_path / "model.st")
+    before = snapshot(tmp_path / "model.st")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "stages" / "train.py"), "logreg_mobile", "--params",
+         str(params), "--data", str(work / "prepared"), "--out", "model.st", "--history",
+         "history.csv"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    status = Path(f"/proc/{proc.pid}/status")
+    for _ in range(600):  # JAX's thread pools started: the data is loaded, training under way
+        threads = [ln for ln in status.read_text().splitlines() if ln.startswith("Threads:")]
+        if int(threads[0].split()[1]) > 8:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("error: train@logreg_mobile: interrupted; earlier "
+                                            "outputs are untouched")
+    assert "Traceback" not in err
+    assert snapshot(tmp_path / "model.st") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.st", "params.yaml"]

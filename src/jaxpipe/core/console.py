@@ -15,10 +15,12 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from jaxpipe.core import fileio
 from jaxpipe.core.environment import guard_stage
 from jaxpipe.core.errors import JaxpipeError
 
@@ -72,14 +74,20 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     progress bar's line."""
     setup_logging()
     exit_with_parent()
+    previous = _terminate_as_interrupt()
     try:
         guard_stage()  # under dvc repro: the installed software is the one recorded
         with logging_redirect_tqdm():
             main(argv)
+        if fileio.was_interrupted():  # the interrupt was swallowed on the way; nothing written
+            raise KeyboardInterrupt
     except JaxpipeError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the temp outputs were removed on the way
+        sys.stderr.write(f"error: {_name(argv)}: interrupted; earlier outputs are untouched\n")
+        raise SystemExit(130) from None
+    except SystemExit:
         raise
     except OSError as exc:
         if exc.errno not in _STORAGE_ERRORS:
@@ -89,6 +97,24 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         raise SystemExit(2) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 2
         _unexpected(exc, argv)
+    finally:
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    fileio.mark_interrupted()
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> dict[int, Any] | None:
+    """Ctrl-C and SIGTERM (a killed ``dvc repro``, a CI timeout) unwind the stage, so every
+    atomic writer removes its temp file, and no output is renamed into place afterwards;
+    returns the handlers it replaced (None off the main thread, where Python allows none)."""
+    try:
+        return {s: signal.signal(s, _on_terminate) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        return None
 
 
 _STORAGE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",

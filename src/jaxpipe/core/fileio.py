@@ -19,6 +19,25 @@ from jaxpipe.core.environment import confirm_before_output
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_interrupted = False  # set by a stage's Ctrl-C/SIGTERM handler (jaxpipe.core.console)
+
+
+def mark_interrupted() -> None:
+    """From now on no output is renamed into place: an interrupt that surfaced where Python
+    swallows exceptions (a garbage-collector callback) still stops every write."""
+    global _interrupted
+    _interrupted = True
+
+
+def was_interrupted() -> bool:
+    """Whether a stage's interrupt handler ran in this process."""
+    return _interrupted
+
+
+def _before_rename() -> None:
+    if _interrupted:
+        raise KeyboardInterrupt
+    confirm_before_output()
 
 
 @contextlib.contextmanager
@@ -31,7 +50,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        confirm_before_output()
+        _before_rename()
         tmp_path.chmod(0o666 & ~_UMASK)
         os.replace(tmp_path, dest)
     finally:
@@ -70,7 +89,7 @@ def output_set(*dests: str | Path) -> Iterator[list[Path]]:
         for tmp, dest in zip(staged, targets, strict=True):
             if not tmp.exists():
                 raise FileNotFoundError(f"{dest}: the stage wrote no output")
-        confirm_before_output()
+        _before_rename()
         for tmp, dest in zip(staged, targets, strict=True):
             _swap_in(tmp, dest)
     finally:
@@ -87,7 +106,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
-        confirm_before_output()
+        _before_rename()
         tmp.chmod(0o777 & ~_UMASK)
         _swap_in(tmp, dest)
     finally:
