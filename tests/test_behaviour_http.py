@@ -160,7 +160,7 @@ def test_a_chunked_body_cut_short_is_a_truncated_transfer(tmp_path: Path) -> Non
         fetch_url(f"{base}/chunked/{NAME}", tmp_path / NAME, spec_of(BODY, sized=False),
                   timeout=5, deadline=30, max_bytes=len(BODY))
     assert str(err.value) == (f"{base}/chunked/{NAME}: truncated transfer, the connection "
-                              "closed after 70000 bytes")
+                              "closed after 70100 bytes")  # 7 chunks and 100 bytes of the 8th
     assert list(tmp_path.iterdir()) == []
 
 
@@ -367,3 +367,82 @@ def test_in_a_terminal_a_download_draws_its_progress_bar(
     assert (tmp_path / NAME).read_bytes() == BODY
     assert drawn.startswith(f"\r{NAME}:") and f"/{len(BODY) / 1000:.0f}k [" in drawn
     assert "B/s]" in drawn and drawn.endswith("\r")
+
+
+SECRET = "s3cr3t-T0KEN-value"
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """``/trickle/``: BODY's length announced (or not, ``/trickle-nolength/``), then one byte
+    every 0.2 s; ``/echo/``: 401 with a reason phrase and a body that echo the request's
+    credentials, as a misconfigured proxy does."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802
+        mode = self.path.strip("/").split("/")[0]
+        if mode == "echo":
+            auth = self.headers.get("Authorization", f"Bearer {SECRET}")
+            body = f"denied: {auth} for {self.path}".encode()
+            self.send_response(401, f"Unauthorized {auth}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        if mode == "trickle":
+            self.send_header("Content-Length", str(len(BODY)))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for i in range(200):  # bounded: 40 s at most
+                self.wfile.write(BODY[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["trickle", "trickle-nolength"])
+def test_a_trickling_server_cannot_outlast_the_deadline(tmp_path: Path, mode: str) -> None:
+    """Each read gets a byte well within timeout_s, yet the download ends at deadline_s,
+    whether or not the server announced a Content-Length."""
+    with serving(_Hostile, wait_for_handlers=False) as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as err:
+            fetch_url(f"{base}/{mode}/{NAME}", tmp_path / NAME, spec_of(BODY, mode == "trickle"),
+                      timeout=2, deadline=3, max_bytes=len(BODY))
+        took = time.monotonic() - started
+    assert str(err.value) == (f"{base}/{mode}/{NAME}: not finished after the 3 s deadline "
+                              "(deadline_s)")
+    assert 2.9 < took < 4.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_credential_reaches_an_error_line_a_log_or_a_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with serving(_Hostile, wait_for_handlers=False) as base:
+        host = base.split("://", 1)[1]
+        urls = [f"http://user:{SECRET}@{host}/echo/", f"{base}/echo/?token={SECRET}&x=1"]
+        with caplog.at_level(logging.DEBUG), pytest.raises(DownloadError) as err:
+            download(config(urls, spec_of(BODY)), tmp_path / "out", None, "params.yaml:d")
+    text = str(err.value) + "\n".join(r.getMessage() for r in caplog.records)
+    assert SECRET not in text and "HTTP 401 Unauthorized" in text
+    assert "http://***@" in text and "token=***" in text  # the URL is still named
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert all(SECRET.encode() not in f.read_bytes() for f in files)
+
+
+def test_redact_removes_every_kind_of_credential() -> None:
+    from jaxpipe.data.http import redact
+
+    assert redact("https://me:pw@host/x?X-Amz-Signature=abc&a=1") == \
+        "https://***@host/x?X-Amz-Signature=***&a=1"
+    assert redact("401 Unauthorized Bearer abc.def, Basic dXNlcg==") == \
+        "401 Unauthorized Bearer ***, Basic ***"
+    assert redact("reason pw here", "https://me:pw@host/") == "reason *** here"

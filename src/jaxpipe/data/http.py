@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,29 +30,61 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float, deadline: fl
     """Download ``url`` to ``dest`` atomically, verifying length and checksum; bounded by a
     per-read ``timeout``, an overall ``deadline`` (s) and ``max_bytes``."""
     started = time.perf_counter()
+    shown = redact(url, url)  # every line names the URL without its credentials
     limits = _Limits(time.monotonic() + deadline, deadline,
                      min(max_bytes, spec.size) if spec.size else max_bytes)
     with atomic_path(dest) as tmp:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=_read_timeout(timeout, limits)) as resp, \
+                    open(tmp, "wb") as out:  # noqa: S310
                 expected = resp.headers.get("Content-Length")
                 total = int(expected) if expected and expected.isdigit() else None
                 if total is not None and total > limits.max_bytes:
-                    raise DownloadError(f"{url}: announces {total} bytes, more than the "
+                    raise DownloadError(f"{shown}: announces {total} bytes, more than the "
                                         f"{limits.max_bytes} allowed")
-                received = _stream(resp, out, total, spec.name, limits, url)
-        except urllib.error.HTTPError as exc:
-            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+                received = _stream(resp, out, total, spec.name, limits, shown, timeout)
+        except urllib.error.HTTPError as exc:  # the standard phrase: never the server's words
+            raise DownloadError(f"{shown}: HTTP {exc.code} {_phrase(exc.code)}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DownloadError(f"{url}: {reason.__class__.__name__}: {reason}") from None
+            text = redact(str(reason), url)
+            raise DownloadError(f"{shown}: {reason.__class__.__name__}: {text}") from None
         if total is not None and received != total:
-            raise DownloadError(f"{url}: truncated transfer, got {received} of {total} bytes")
+            raise DownloadError(f"{shown}: truncated transfer, got {received} of {total} bytes")
         problem = verify(tmp, spec)
         if problem:
-            raise DownloadError(f"{url}: {problem}")
+            raise DownloadError(f"{shown}: {problem}")
     rate = received / max(time.perf_counter() - started, 1e-9) / 1e6
-    log.info("%s: %d bytes from %s (%.1f MB/s)", spec.name, received, url, rate)
+    log.info("%s: %d bytes from %s (%.1f MB/s)", spec.name, received, shown, rate)
+
+
+SECRET_QUERY = re.compile(r"(?i)([?&](?:[^=&]*(?:token|key|sig|signature|secret|password|"
+                          r"auth|credential)[^=&]*)=)[^&#]*")
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` without credentials: a URL's user and password, secret-looking query values
+    (``?token=...``, ``X-Amz-Signature=...``) and anything after ``Bearer``/``Basic``."""
+    if url:
+        parts = urllib.parse.urlsplit(url)
+        for secret in (parts.password, parts.username):
+            if secret:
+                text = text.replace(secret, "***")
+    text = re.sub(r"(?i)(\w+://)[^/@\s]*@", r"\1***@", text)
+    text = SECRET_QUERY.sub(r"\1***", text)
+    return re.sub(r"(?i)\b(bearer|basic|token)\s+[^\s,;]+", r"\1 ***", text)
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "(a status HTTP does not define)"
+
+
+def _read_timeout(timeout: float, limits: _Limits) -> float:
+    """One read's limit: the per-read timeout, or what is left of the deadline if less."""
+    return max(min(timeout, limits.ends - time.monotonic()), 0.001)
 
 
 def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, deadline: float,
@@ -64,7 +100,7 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, dea
             log.warning("mirror failed: %s", exc)
             failures.append(str(exc))
             continue
-        return base, failures
+        return redact(base, base), failures  # a label for logs: no credentials
     return None, failures
 
 
@@ -76,14 +112,28 @@ class _Limits:
 
 
 def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str,
-            limits: _Limits, url: str) -> int:
+            limits: _Limits, url: str, timeout: float) -> int:
+    """The body into ``out``; each read returns what one receive got (``read1``) and waits
+    at most the per-read timeout or what is left of the deadline, so a server that trickles
+    bytes cannot outlast ``deadline_s``."""
     bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False,
                disable=not interactive())
+    sock = _socket_of(resp)
     received = 0
     with bar:
         while True:
+            if time.monotonic() > limits.ends:
+                raise DownloadError(f"{url}: not finished after the {limits.seconds:.0f} s "
+                                    "deadline (deadline_s)")
+            if sock is not None:
+                sock.settimeout(_read_timeout(timeout, limits))
             try:
-                block = resp.read(_CHUNK)
+                block = resp.read1(_CHUNK)
+            except TimeoutError:
+                if time.monotonic() >= limits.ends - 0.01:
+                    raise DownloadError(f"{url}: not finished after the {limits.seconds:.0f} s "
+                                        "deadline (deadline_s)") from None
+                raise
             except http.client.IncompleteRead as exc:  # a chunked body cut short
                 raise DownloadError(f"{url}: truncated transfer, the connection closed after "
                                     f"{received + len(exc.partial)} bytes") from None
@@ -94,7 +144,11 @@ def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str,
             bar.update(len(block))
             if received > limits.max_bytes:
                 raise DownloadError(f"{url}: more than {limits.max_bytes} bytes, refused")
-            if time.monotonic() > limits.ends:
-                raise DownloadError(f"{url}: not finished after the {limits.seconds:.0f} s "
-                                    "deadline (deadline_s)")
     return received
+
+
+def _socket_of(resp: http.client.HTTPResponse) -> socket.socket | None:
+    """The response's socket, to bound each read by the time left (None if not reachable)."""
+    raw = getattr(resp.fp, "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
