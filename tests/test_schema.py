@@ -71,3 +71,10 @@ def test_the_mobile_schema_names_the_bad_cell() -> None:
     frame = mobile_frame(30)
     frame.loc[4, "n_cores"] = 0
     assert _failure(frame, MOBILE).startswith("in.csv: column 'n_cores', row 5: 0 is below")
+
+
+def test_a_header_only_table_says_it_has_no_data_rows(tmp_path: Path) -> None:
+    """Read from a CSV with a header alone, every column is text: the line says why."""
+    path = tmp_path / "train.csv"
+    mobile_frame(3).iloc[:0].to_csv(path, index=False)
+    assert _failure(pd.read_csv(path), MOBILE) == "in.csv: no data rows (a header only)"

@@ -104,6 +104,8 @@ def validate(frame: pd.DataFrame, spec: SchemaSpec, source: str) -> None:
     duplicated = frame.columns[frame.columns.duplicated()]
     if len(duplicated):
         raise JaxpipeError(f"{source}: column '{duplicated[0]}' appears more than once")
+    if frame.empty and len(frame.columns):  # a header alone: its columns read as text
+        raise JaxpipeError(f"{source}: no data rows (a header only)")
     try:  # rows by position: a table read with an index of its own still names data rows
         to_pandera(spec).validate(frame.reset_index(drop=True), lazy=True)
     except SchemaErrors as exc:
