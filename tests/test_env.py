@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ from jaxpipe.tools.env import declared_problems, project_envs, record, report
 from jaxpipe.tools.workspace import dvc, git, ran_stages
 
 ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(autouse=True)
+def no_backend_left_pending() -> Iterator[None]:
+    """A guarded stage's pending backend check must not outlive its test."""
+    yield
+    environment._pending_backend = None
 
 
 def fake_release(folder: Path, dist: str, version: str) -> Path:
@@ -176,7 +184,7 @@ def test_another_jax_backend_writes_no_output(tmp_path: Path, monkeypatch: pytes
         with atomic_path(out) as tmp:
             tmp.write_bytes(b"weights")
     assert not out.exists() and list(tmp_path.glob(".model.bin*")) == []
-    monkeypatch.setattr(environment, "_pending_backend", None)
+    environment._pending_backend = None
     write_entry(tmp_path, "train@m", installed_entry("jax", jax_backend=jax.default_backend()))
     environment.guard_stage()
     with atomic_path(out) as tmp:
