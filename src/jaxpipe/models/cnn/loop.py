@@ -79,9 +79,10 @@ def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: An
               inputs: Iterator[tuple[jax.Array, ...]], n_batches: int, desc: str
               ) -> tuple[Any, Any, np.ndarray]:
     """One pass; a per-batch bar with the epoch's mean loss so far when a person watches
-    (the losses are read back every 20 batches only then, so a CI run never waits on them).
-    Timed as the first call (tracing and compiling the step, once per process) and the
-    rest, up to the losses read back."""
+    (the losses are read back every 20 batches only then, so a CI run never waits on them);
+    over several CPU devices each step is waited for (``mesh.pace``). Timed as the
+    first call (tracing and compiling the step, once per process) and the rest, up to the
+    losses read back."""
     losses = []
     running = RunningMean()
     batches = iter(inputs)
@@ -91,6 +92,7 @@ def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: An
             with phase("compile the step" if first else "train steps"):
                 params, opt_state, loss = step(graphdef, tx, params, opt_state, *next(batches))
                 losses.append(loss.addressable_shards[0].data)
+                meshes.pace(loss)  # XLA:CPU deadlocks an all-reduce otherwise
                 if i + 1 == n_batches:  # the phase ends when the epoch's work is done
                     jax.block_until_ready(loss)
             _called.add(id(step))

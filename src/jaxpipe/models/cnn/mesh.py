@@ -71,6 +71,25 @@ def data_mesh(devices: Devices) -> Mesh:
     return Mesh(np.array(chosen), (AXIS,))
 
 
+def pace(out: jax.Array) -> None:
+    """Wait until ``out`` (a step's output) is computed, if it spans several CPU devices of
+    this process; return at once otherwise. Waiting changes no result.
+
+    XLA:CPU (jaxlib 0.10.2) runs both halves of a multi-device program on one client thread
+    pool of max(PJRT_NPROC, devices) threads: the launch of each device's share (its
+    launchers wait there for one another, and while their device has 32 programs in
+    flight) and each device's execution (which waits at an all-reduce for every other
+    device's). A launch dispatched while the previous program still runs can so take the
+    thread that one device's execution needs: the other devices wait at the all-reduce
+    until XLA aborts the process (SIGABRT, 40 s). A training loop that calls this after
+    each step never launches a program while an all-reduce is under way. One device per
+    process launches on the calling thread (no such wait), and the GPU client launches in
+    its own way (not examined here): no wait there."""
+    local = [d for d in out.sharding.device_set if d.process_index == jax.process_index()]
+    if len(local) > 1 and local[0].platform == "cpu":
+        jax.block_until_ready(out)
+
+
 def replicated(mesh: Mesh, tree: Any) -> Any:
     """Every leaf (host or device) copied whole onto every device of the mesh."""
     sharding = NamedSharding(mesh, P())
