@@ -8,6 +8,12 @@ Each process gets ``JAXPIPE_NUM_PROCESSES``, ``JAXPIPE_PROCESS_ID`` and
 ``--cpu-devices K`` each process also gets K CPU devices (``JAX_NUM_CPU_DEVICES``). On a
 cluster, the scheduler starts the processes instead (docs/DISTRIBUTED.md). If one process
 fails, the others are stopped; the exit status is the first failure's.
+
+The processes' stderr passes through the launcher line by line, except the crash report of
+a process that XLA ends (a ``F...`` fatal log line, then a C++ stack dump, then SIGABRT):
+that report is left out and the failure ends as one line, ``error: ...: process R was
+killed by SIGABRT: XLA: <the fatal message>``. ``--processes 1`` runs the command alone
+(no joining) under that same watch: ``-n 1 --cpu-devices 2`` for a forced-device mesh.
 """
 
 from __future__ import annotations
@@ -15,9 +21,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
@@ -25,6 +37,63 @@ from jaxpipe.core.errors import JaxpipeError
 log = logging.getLogger("launch")
 MAX_PROCESSES = 64
 POLL_S = 0.2
+RELAY_JOIN_S = 5.0  # a grandchild may keep a process's stderr open: stop relaying after this
+# absl/glog lines: a FATAL one (XLA's CHECK failures, its rendezvous termination timeout),
+# after which the process prints a stack dump and aborts; and the lines that announce the
+# dump of every thread's stack before it
+FATAL_LINE = re.compile(r"F\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] ?(?P<message>.*)")
+DUMP_PREAMBLE = re.compile(r"E\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] ?"
+                           r"(All thread stack traces.*)?")
+
+
+class Relay(threading.Thread):
+    """Copies one process's stderr to ours, line by line, until the process writes a fatal
+    XLA log line; from there on (its crash report) it only reads, and keeps the message."""
+
+    def __init__(self, stream: Any, lock: threading.Lock) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.lock = stream, lock
+        self.fatal: str | None = None
+
+    def run(self) -> None:
+        for raw in iter(self.stream.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            if self.fatal is None and (found := FATAL_LINE.match(line.rstrip("\n"))):
+                self.fatal = found["message"].strip() or "(no message)"
+            if self.fatal is not None or DUMP_PREAMBLE.fullmatch(line.rstrip("\n")):
+                continue
+            with self.lock:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        self.stream.close()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a launch ended: the status (the first failure's, 124 past the timeout, else 0),
+    which process failed first, and the fatal XLA message it wrote, if any."""
+
+    status: int
+    rank: int | None = None
+    fatal: str | None = None
+
+    def describe(self, processes: int) -> str:
+        """The failure in one line."""
+        if self.status >= 0:
+            return f"{processes} processes: one exited with status {self.status}"
+        try:
+            name = signal.Signals(-self.status).name
+        except ValueError:
+            name = f"signal {-self.status}"
+        said = f": XLA: {short(self.fatal)}" if self.fatal else ""
+        return f"{processes} processes: process {self.rank} was killed by {name}{said}"
+
+
+def short(message: str) -> str:
+    """XLA's fatal message without its thread tag and rendezvous key, on one line."""
+    message = re.sub(r"^\[id=\d+\]\s*", "", message)
+    message = re.sub(r"\s*RendezvousKey\{[^}]*\}", "", message)
+    return " ".join(message.split())[:400]
 
 
 def free_port() -> int:
@@ -46,31 +115,52 @@ def process_env(rank: int, processes: int, port: int, cpu_devices: int | None) -
 def launch(command: list[str], processes: int, cpu_devices: int | None = None,
            timeout_s: float = 3600.0) -> int:
     """Run ``command`` as ``processes`` joined processes; the first nonzero status, or 0."""
+    return supervise(command, processes, cpu_devices, timeout_s).status
+
+
+def supervise(command: list[str], processes: int, cpu_devices: int | None = None,
+              timeout_s: float = 3600.0) -> Outcome:
+    """``launch``, telling also which process failed first and XLA's fatal message."""
     if not 1 <= processes <= MAX_PROCESSES:
         raise JaxpipeError(f"--processes: {processes} is outside [1, {MAX_PROCESSES}]")
     port = free_port()
-    procs = [subprocess.Popen(command, env=process_env(r, processes, port, cpu_devices))
-             for r in range(processes)]
-    deadline = time.monotonic() + timeout_s
-    status = 0
+    lock = threading.Lock()
+    procs, relays = [], []
     try:
-        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
-            failed = [code for p in procs if (code := p.poll()) not in (None, 0)]
-            if failed:
-                status = failed[0]
-                break
-            time.sleep(POLL_S)
-        else:
-            status = next((p.returncode for p in procs if p.returncode), 0)
-            if any(p.poll() is None for p in procs):
-                status = 124
+        for r in range(processes):
+            procs.append(subprocess.Popen(command, env=process_env(r, processes, port,
+                                                                    cpu_devices),
+                                          stderr=subprocess.PIPE))
+            relays.append(Relay(procs[-1].stderr, lock))
+            relays[-1].start()
+        return _wait(procs, relays, time.monotonic() + timeout_s)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
         for p in procs:
             p.wait(timeout=30)
-    return status
+        for relay in relays:
+            relay.join(timeout=RELAY_JOIN_S)
+
+
+def _wait(procs: list[subprocess.Popen], relays: list[Relay], deadline: float) -> Outcome:
+    """Until every process has ended, one has failed, or the deadline."""
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        failed = [(r, code) for r, p in enumerate(procs) if (code := p.poll()) not in (None, 0)]
+        if failed:
+            return _failure(*failed[0], relays)
+        time.sleep(POLL_S)
+    if any(p.poll() is None for p in procs):
+        return Outcome(124)
+    failed = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode]
+    return _failure(*failed[0], relays) if failed else Outcome(0)
+
+
+def _failure(rank: int, status: int, relays: list[Relay]) -> Outcome:
+    if status < 0:  # killed by a signal: its crash report may still be on the way
+        relays[rank].join(timeout=RELAY_JOIN_S)
+    return Outcome(status, rank, relays[rank].fatal)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,9 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise JaxpipeError("no command to launch (put it after --)")
-    status = launch(command, args.processes, args.cpu_devices, args.timeout_s)
-    if status:
-        raise JaxpipeError(f"{args.processes} processes: one exited with status {status}")
+    outcome = supervise(command, args.processes, args.cpu_devices, args.timeout_s)
+    if outcome.status:
+        raise JaxpipeError(outcome.describe(args.processes))
     log.info("%d processes finished", args.processes)
 
 

@@ -34,8 +34,8 @@ def join_processes() -> None:
     processes; a no-op otherwise (one process, as ``dvc repro`` runs a stage)."""
     env = os.environ
     auto = env.get("JAXPIPE_DISTRIBUTED") == "auto"
-    if not auto and "JAXPIPE_NUM_PROCESSES" not in env:
-        return
+    if not auto and env.get("JAXPIPE_NUM_PROCESSES", "1") == "1":
+        return  # one process (``jaxpipe.launch -n 1``, too) has no one to join
     if jax.distributed.is_initialized():
         return
     from jax._src import xla_bridge
