@@ -9,6 +9,11 @@ steps the parameters stay within ATOL (a tenth of one Adam step, lr = 1e-3; 1.5e
 typical), validation losses within 1e-5 relative, and every validation prediction agrees.
 (XLA sizes its CPU thread pool max(PJRT_NPROC, devices): past 2 forced devices even a one-
 device mesh splits some reductions differently, so it too is held to the tolerance.)
+
+A mesh also trains to the end while other processes keep every core busy: XLA:CPU deadlocked
+an all-reduce when the host dispatched far ahead of the devices (``mesh.pace`` says how),
+which tiny streamed steps do at once. And a device that really never reaches an all-reduce
+ends, under ``jaxpipe.launch``, as one error line, not XLA's stack dump.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +44,32 @@ from jaxpipe.models import cnn
 data_dir, out, runs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 data = load_dataset(data_dir)
 for name, kw in runs.items():
-    cfg = cnn.Config(epochs=2, batch_size=32, eval_batch_size=100, **kw)
+    cfg = cnn.Config(**{"epochs": 2, "batch_size": 32, "eval_batch_size": 100, **kw})
     fit = cnn.fit(cfg, data)
     if jax.process_index() == 0:
         save_trained(f"{out}/{name}.safetensors", "cnn_mnist", "cnn", cfg, fit, data.scaler)
 """
+
+
+# one device's share of an all-reduce held back past XLA's termination timeout
+LATE = r"""
+import time
+import jaxpipe
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+def late(i):
+    if int(i[0]) == 1:
+        time.sleep(60)
+    return i
+
+def body(i):
+    return jax.lax.psum(jax.pure_callback(late, jax.ShapeDtypeStruct(i.shape, i.dtype), i), "d")
+
+mesh = Mesh(np.array(jax.devices()[:2]), ("d",))
+jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P("d"), out_specs=P()))(jnp.arange(2))
+"""
+BUSY = "import time\nend = time.monotonic() + 300\nwhile time.monotonic() < end:\n    pass\n"
 
 
 def _run(prefix: list[str], data: Path, out: Path, runs: dict, **env: str) -> None:
@@ -50,6 +77,12 @@ def _run(prefix: list[str], data: Path, out: Path, runs: dict, **env: str) -> No
                            json.dumps(runs)], capture_output=True, text=True, timeout=240,
                           env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _launch(devices: int) -> list[str]:
+    """One process under jaxpipe.launch, with ``devices`` forced CPU devices."""
+    return [sys.executable, "-m", "jaxpipe.launch", "--processes", "1", "--cpu-devices",
+            str(devices), "--timeout-s", "200", "--"]
 
 
 def _assert_within_tolerance(got: Path, base: Path, val_x: np.ndarray) -> None:
@@ -67,6 +100,20 @@ def _assert_within_tolerance(got: Path, base: Path, val_x: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_images(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """Another process per core, each busy until it is killed (or 300 s at most)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(max(2, cores or 2))]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +151,35 @@ def test_two_processes_train_one_model_and_process_0_writes_it(
     d1, d1_alone = load_model(one / "d1.safetensors")[0], load_model(alone)[0]
     for name in d1:  # devices: 1 keeps its bytes with up to PJRT_NPROC (2) CPU devices seen
         np.testing.assert_array_equal(d1[name], d1_alone[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_images(tmp_path_factory.mktemp("many"), n_train=2048)
+
+
+@pytest.mark.parametrize("devices", [2, 4])
+def test_a_mesh_trains_to_the_end_while_other_processes_keep_every_core_busy(
+        devices: int, many: Path, busy_cores: None, tmp_path: Path) -> None:
+    """One image per device per step, streamed: unpaced, the host ran 32 programs ahead of
+    the devices within a few steps, and XLA aborted the process (SIGABRT, 40 s after an
+    all-reduce lost a device's thread) in every run measured: 10 of 10 with 2 devices, 6 of
+    6 with 4. Paced, about 15-35 s each here."""
+    run = {"devices": devices, "epochs": 1, "batch_size": devices, "memory_budget_mb": 1}
+    _run(_launch(devices), many, tmp_path, {"busy": run})
+    info = load_model(tmp_path / "busy.safetensors")[1]["info"]
+    assert info["train_steps"] == 2048 // devices
+
+
+def test_a_device_that_never_reaches_the_all_reduce_ends_in_one_error_line() -> None:
+    flags = ("--xla_cpu_collective_call_warn_stuck_timeout_seconds=1 "
+             "--xla_cpu_collective_call_terminate_timeout_seconds=2")
+    proc = subprocess.run([*_launch(2), sys.executable, "-c", LATE], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "XLA_FLAGS": flags})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [proc.stderr.splitlines()[-1]]
+    assert errors[0].startswith("error: 1 processes: process 0 was killed by SIGABRT: XLA: "
+                                "Termination timeout for `all reduce` of 2 seconds exceeded.")
+    assert "Expected 2 threads to join the rendezvous, but only 1 of them" in errors[0]
+    assert "stack trace" not in proc.stderr and " @ " not in proc.stderr
