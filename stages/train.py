@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 
+from jaxpipe import live
 from jaxpipe.artifacts import save_trained
 from jaxpipe.core.console import run
 from jaxpipe.core.fileio import output_set, write_json
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     with phase("load the prepared data"):
         data = load_dataset(args.data)
     started = time.perf_counter()
-    fit = train(cfg, data)
+    with live.session(args.model):  # JAXPIPE_LIVE=1: per-epoch figures for VS Code, Studio
+        fit = train(cfg, data)
     seconds = time.perf_counter() - started
     if jax.process_index() != 0:  # several processes trained one model: process 0 writes it
         return

@@ -81,7 +81,7 @@ def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]
                  "image column",
                  "  --out OUT   CSV of predictions to write"]),
     ("plots", ["usage: jaxpipe plots [-h] [--out OUT] [--format {svg,png}] [--scale SCALE]",
-               "  --scale SCALE       PNG scale factor"]),
+               "  --scale SCALE       PNG pixels per CSS pixel (default 2)"]),
     ("check", ["usage: jaxpipe check [-h] [--params PARAMS] [--local LOCAL] "
                "[--dvc-yaml DVC_YAML] [--mirror MIRROR]",
                "  --mirror MIRROR      local mirror (default: $JAXPIPE_MIRROR)"]),
@@ -170,9 +170,12 @@ def test_plots_renders_png_at_a_scale_where_asked(tmp_path: Path,
     assert main(["plots", "--out", "big", "--format", "png", "--scale", "2.5"]) is None
     assert [p.name for p in (tmp_path / "big").iterdir()] == ["lines-csv.png"]
     width, height = png_size((tmp_path / "big" / "lines-csv.png").read_bytes())
-    main(["plots", "--out", "one", "--format", "png"])
+    main(["plots", "--out", "one", "--format", "png", "--scale", "1"])
     one = png_size((tmp_path / "one" / "lines-csv.png").read_bytes())
     assert abs(width - 2.5 * one[0]) <= 2 and abs(height - 2.5 * one[1]) <= 2
+    main(["plots", "--out", "default", "--format", "png"])  # 2 by default: reads in a report
+    default = png_size((tmp_path / "default" / "lines-csv.png").read_bytes())
+    assert abs(default[0] - 2 * one[0]) <= 2 and abs(default[1] - 2 * one[1]) <= 2
 
 
 def test_plots_refuses_an_unknown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]

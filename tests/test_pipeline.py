@@ -1,8 +1,11 @@
 """End to end: the real `dvc repro` of the whole pipeline in a temporary copy of the repo."""
 
 import json
+import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -53,6 +56,27 @@ def test_plots_show_writes_html(pipeline, tmp_path: Path) -> None:
     html = (tmp_path / "plots" / "index.html").read_text()
     for title in ("Confusion matrix", "ROC curve", "CNN loss", "Predicted vs actual"):
         assert title in html
+
+
+def test_the_exported_plots_show_counts_and_each_curves_auc(pipeline, tmp_path: Path) -> None:
+    """`jaxpipe plots` on the pipeline's outputs: every cell count of the CNN's confusion
+    matrix is printed in the SVG, and the ROC legend's AUC is each model's roc_auc."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-m", "jaxpipe.cli", "plots", "--out", str(tmp_path)],
+                   cwd=pipeline.root, env=env, check=True, capture_output=True, text=True)
+    rows = (pipeline.root / "plots/cnn_mnist/eval/predictions.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    a, p = header.index("actual"), header.index("predicted")
+    counts = Counter((r.split(",")[a], r.split(",")[p]) for r in rows[1:])
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>",
+                       (tmp_path / "confusion-matrix-cnn_mnist.svg").read_text())
+    for count in set(counts.values()):
+        assert str(count) in texts, count
+    legend = re.findall(r"<text[^>]*>([^<]*)</text>", (tmp_path / "roc-curve-binary-models.svg"
+                                                        ).read_text())
+    for model in ("logreg_mobile", "logreg_synthetic", "xor_mlp"):
+        auc = json.loads((pipeline.root / f"metrics/{model}.json").read_text())["roc_auc"]
+        assert f"{model}  (AUC {auc:.3f})" in legend, legend
 
 
 def test_second_repro_runs_nothing(pipeline) -> None:

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     plots = sub.add_parser("plots", help="render every dvc plot to static files, offline")
     plots.add_argument("--out", type=Path, default=Path("dvc_plots/static"))
     plots.add_argument("--format", choices=["svg", "png"], default="svg")
-    plots.add_argument("--scale", type=float, default=1.0, help="PNG scale factor")
+    plots.add_argument("--scale", type=float, default=2.0,
+                       help="PNG pixels per CSS pixel (default 2)")
     plots.set_defaults(func=cmd_plots)
     exp = sub.add_parser("exp", help="experiments side by side: changed params and metrics")
     exp.add_argument("--width", type=int, help="columns (default: the terminal's)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -65,6 +65,26 @@ def phase(name: str) -> Iterator[None]:
 def phase_times() -> dict[str, float]:
     """Seconds per phase so far, in the order the phases first ran."""
     return {name: round(seconds, 4) for name, seconds in _phase_seconds.items()}
+
+
+_epoch_watchers: list[Callable[..., None]] = []
+
+
+@contextmanager
+def watching_epochs(watcher: Callable[..., None]) -> Iterator[None]:
+    """Call ``watcher(epoch, **figures)`` for every epoch a family reports in the block
+    (``jaxpipe.live``); a watcher only looks: it cannot change the training."""
+    _epoch_watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _epoch_watchers.remove(watcher)
+
+
+def epoch_done(epoch: int, **figures: float) -> None:
+    """A family's training loop reports a finished epoch (counted from 1) and its figures."""
+    for watcher in list(_epoch_watchers):
+        watcher(epoch, **figures)
 
 
 def module_name(kind: str) -> str:

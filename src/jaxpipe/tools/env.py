@@ -40,6 +40,9 @@ from jaxpipe.tools.deps import PACKAGE, DvcStage, dvc_stages, stage_closure
 # (bfloat16, the float8s, and the promotion rules around them) are ml_dtypes'
 COMPANIONS = {"jax": ("jaxlib", "ml-dtypes")}
 NUMERIC = frozenset({"numpy", "jax"})
+# modules that only watch a run and never feed back into it (jaxpipe.core.live: DVCLive, an
+# optional extra): no output depends on their version, nor on whether they are installed
+OBSERVERS = frozenset({"dvclive"})
 HEADER = """\
 The software each stage of dvc.yaml runs on, written by `jaxpipe env --record`.
 Each stage declares its own entry as a params dep, so dvc.lock records it, and an upgrade
@@ -67,8 +70,8 @@ def canonical(dist: str) -> str:
 
 
 def third_party_modules(files: Iterable[Path]) -> set[str]:
-    """Top-level names of the modules ``files`` import that are neither the standard library
-    nor this package (every import statement, those inside functions included)."""
+    """Top-level names of the modules ``files`` import that are neither the standard library,
+    this package nor an observer (every import statement, those inside functions included)."""
     names: set[str] = set()
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -76,8 +79,8 @@ def third_party_modules(files: Iterable[Path]) -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    return {n for n in names
-            if n not in sys.stdlib_module_names and n not in (PACKAGE, "__future__")}
+    return {n for n in names if n not in sys.stdlib_module_names
+            and n not in (PACKAGE, "__future__") and n not in OBSERVERS}
 
 
 @cache

@@ -22,7 +22,7 @@ from flax import nnx
 from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import ConfigError, JaxpipeError
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task, baseline_loss, check_loss, phase
+from jaxpipe.models import Fit, Guarded, Task, baseline_loss, check_loss, epoch_done, phase
 from jaxpipe.models.cnn import loop, mesh, net, stream
 from jaxpipe.models.cnn.net import CNN, compiled_steps, conv3x3_shifted, init
 
@@ -144,6 +144,7 @@ def fit(cfg: Config, data: Dataset) -> Fit:
         history["val_loss"].append(val_loss)
         if val_loss < best[0]:
             best = (val_loss, epoch, here)
+        epoch_done(epoch, train_loss=history["train_loss"][-1], val_loss=val_loss)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, %.0f images/s", epoch,
                  cfg.epochs, losses.mean(), val_loss,
                  epoch * n_batches * cfg.batch_size / (time.perf_counter() - started))
