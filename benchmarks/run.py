@@ -34,7 +34,7 @@ from jaxpipe.data.tables import (
     load_images,
     write_dataset,
 )
-from jaxpipe.models import linear, logistic, mlp
+from jaxpipe.models import linreg, logreg, mlp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -102,10 +102,10 @@ def bench_logreg() -> dict:
     from sklearn.linear_model import LogisticRegression
     data = load_dataset(DATA / "prepared" / "mobile_binary")
     train = data.split("train")
-    cfg = logistic.Config(steps=100, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
+    cfg = logreg.Config(steps=100, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
 
     def ours():
-        return np.asarray(logistic.fit(cfg, data).history["train_loss"])
+        return np.asarray(logreg.fit(cfg, data).history["train_loss"])
 
     compile_s, _ = timed(ours, repeats=1)
     ours_s, losses = timed(ours, repeats=5)
@@ -133,9 +133,9 @@ def bench_xor_linreg() -> dict:
     jit_s, _ = timed(writeups.xor_loop, jitted, repeats=3)
     lin_data = load_dataset(DATA / "prepared" / "linear")
     lin = lin_data.split("train")
-    lcfg = linear.Config()
-    linear.fit(lcfg, lin_data)
-    lin_s, _ = timed(lambda: jax.block_until_ready(linear.fit(lcfg, lin_data).params),
+    lcfg = linreg.Config()
+    linreg.fit(lcfg, lin_data)
+    lin_s, _ = timed(lambda: jax.block_until_ready(linreg.fit(lcfg, lin_data).params),
                      repeats=3)
     sample = 500  # the write-up loop is slow: time 500 of its 5,000 steps, scale up
     lin_writeup_s, _ = timed(writeups.linreg_loop, lin.x, lin.y, sample, repeats=1)

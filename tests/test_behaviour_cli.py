@@ -54,7 +54,7 @@ def test_a_command_is_required_and_named(capsys: pytest.CaptureFixture[str]) -> 
     assert fails([], capsys) == "jaxpipe: error: the following arguments are required: command"
     assert fails(["train"], capsys) == ("jaxpipe: error: argument command: invalid choice: "
                                         "'train' (choose from 'predict', 'plots', 'exp', "
-                                        "'check', 'env')")
+                                        "'check', 'env', 'new')")
 
 
 def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,14 +62,15 @@ def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]
         main(["--help"])
     assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: jaxpipe [-h] {predict,plots,exp,check,env} ...\n\n"
-                          "The ``jaxpipe`` command beside ``dvc``: check, env, exp, predict, "
-                          "plots.\n")
+    assert out.startswith("usage: jaxpipe [-h] {predict,plots,exp,check,env,new} ...\n\n"
+                          "The ``jaxpipe`` command beside ``dvc``: check, env, exp, new, "
+                          "predict, plots.\n")
     for line in ["predict             apply a trained model to new data",
                  "plots               render every dvc plot to static files, offline",
                  "exp                 experiments side by side: changed params and metrics",
                  "check               validate params, schemas and the mirror; run nothing",
-                 "env                 each stage's software: recorded against installed"]:
+                 "env                 each stage's software: recorded against installed",
+                 "new                 add a model (like an existing one) or a model family"]:
         assert f"\n    {line}\n" in out
 
 

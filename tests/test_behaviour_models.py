@@ -10,7 +10,7 @@ from helpers import make_dataset
 from jaxpipe import models
 from jaxpipe.core.config import parse
 from jaxpipe.core.errors import ConfigError
-from jaxpipe.models import cnn, linear, logistic, mlp, softmax
+from jaxpipe.models import cnn, linreg, logreg, mlp, softmax
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -25,8 +25,8 @@ def blobs(n: int = 40, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def test_logreg_one_step_is_the_hand_computed_gradient_step() -> None:
     """One full-batch step of BCE + L2 from the configured start, computed here in NumPy."""
     x, y = blobs()
-    cfg = logistic.Config(steps=1, lr=0.3, l2=0.2, w_init=0.5, c_init=-0.25)
-    fit = logistic.fit(cfg, make_dataset(train=(x, y)))
+    cfg = logreg.Config(steps=1, lr=0.3, l2=0.2, w_init=0.5, c_init=-0.25)
+    fit = logreg.fit(cfg, make_dataset(train=(x, y)))
     w, c = np.full(3, 0.5), -0.25
     p = 1 / (1 + np.exp(-(x.astype(np.float64) @ w + c)))
     grad_w = x.T @ (p - y) / len(y) + 0.2 * w
@@ -45,16 +45,16 @@ def _one_step(kind: str, lr: float) -> tuple[dict, dict]:
     x, y = blobs()
     data = make_dataset(train=(x, y), test=(x, y))
     if kind == "logreg":
-        cfg = logistic.Config(steps=1, lr=lr, w_init="normal", seed=3)
-        start = logistic.init(cfg, 3)
-        return start, logistic.fit(cfg, data).params
+        cfg = logreg.Config(steps=1, lr=lr, w_init="normal", seed=3)
+        start = logreg.init(cfg, 3)
+        return start, logreg.fit(cfg, data).params
     if kind == "softmax":
         cfg = softmax.Config(steps=1, lr=lr, seed=3)
         return softmax.init(cfg, 3, 2), softmax.fit(cfg, data).params
     if kind == "linreg":
-        cfg = linear.Config(steps=1, lr=lr, batch_size=8, seed=3)
+        cfg = linreg.Config(steps=1, lr=lr, batch_size=8, seed=3)
         reg = make_dataset(train=(x, x @ np.array([1.0, -2.0, 0.5], np.float32)))
-        return linear.init(cfg, 3)[0], linear.fit(cfg, reg).params
+        return linreg.init(cfg, 3)[0], linreg.fit(cfg, reg).params
     cfg = mlp.Config(lr=lr, check_every=1, max_steps=1, seed=3)
     return mlp.init(cfg, 3), mlp.fit(cfg, data).params
 
@@ -71,7 +71,7 @@ def test_the_first_step_moves_each_parameter_by_lr_times_its_gradient(kind: str)
         np.testing.assert_allclose(moved_small, moved_large, rtol=2e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", sorted(models.KINDS))
+@pytest.mark.parametrize("kind", models.families())
 @pytest.mark.parametrize("lr", [0.0, -0.1])
 def test_every_model_refuses_a_learning_rate_that_is_not_positive(kind: str, lr: float) -> None:
     module = models.load(kind)

@@ -23,8 +23,8 @@ def test_every_stage_declares_exactly_the_modules_it_imports() -> None:
 
 def test_a_model_stage_depends_on_its_own_family_only() -> None:
     stages = {r.stage: r.imported for r in check_project(ROOT)}
-    assert "src/jaxpipe/models/logistic.py" in stages["train@logreg_mobile"]
-    for other in ("cnn/", "mlp.py", "linear.py", "softmax.py"):
+    assert "src/jaxpipe/models/logreg.py" in stages["train@logreg_mobile"]
+    for other in ("cnn/", "mlp.py", "linreg.py", "softmax.py"):
         assert not any(p.startswith(f"src/jaxpipe/models/{other}")
                        for p in stages["train@logreg_mobile"])
     assert "src/jaxpipe/models/cnn/__init__.py" in stages["evaluate@cnn_mnist"]
@@ -145,5 +145,5 @@ def test_a_model_stage_without_its_kind_in_params_is_named(cmd: str, params: dic
                               f"params.yaml needs train.{name}.kind (the family it trains)")
     found = stage_code(ROOT, "train@x", "python stages/train.py x", ["stages/train.py"],
                        {"train": {"x": {"kind": "logreg"}}})
-    assert "src/jaxpipe/models/logistic.py" in found.imported
+    assert "src/jaxpipe/models/logreg.py" in found.imported
     assert "src/jaxpipe/models/cnn/__init__.py" not in found.imported

@@ -4,7 +4,7 @@ one just outside fails naming its key (the line a user sees for a bad params.yam
 import pytest
 
 from jaxpipe.core.config import MAX_STEPS, SEED_MAX
-from jaxpipe.models import cnn, linear, logistic, mlp, softmax
+from jaxpipe.models import cnn, linreg, logreg, mlp, softmax
 from jaxpipe.models.cnn import MAX_BATCH, MAX_EPOCHS
 from jaxpipe.models.mlp import MAX_HIDDEN
 
@@ -23,15 +23,15 @@ CASES = [
     (cnn.Config, "memory_budget_mb", 0.5, 0.0, "memory_budget_mb: must be positive or null"),
     (cnn.Config, "max_loss_growth", 1.0001, 1.0, "max_loss_growth: must be in (1, 1e6]"),
     (cnn.Config, "max_loss_growth", 1e6, 1e6 * 1.001, "max_loss_growth: must be in (1, 1e6]"),
-    (logistic.Config, "steps", MAX_STEPS, MAX_STEPS + 1, f"steps: {MAX_STEPS + 1} is outside"),
-    (logistic.Config, "seed", SEED_MAX, SEED_MAX + 1, f"seed: {SEED_MAX + 1} is outside"),
-    (logistic.Config, "l2", 0.0, -1e-9, "l2: must be non-negative"),
+    (logreg.Config, "steps", MAX_STEPS, MAX_STEPS + 1, f"steps: {MAX_STEPS + 1} is outside"),
+    (logreg.Config, "seed", SEED_MAX, SEED_MAX + 1, f"seed: {SEED_MAX + 1} is outside"),
+    (logreg.Config, "l2", 0.0, -1e-9, "l2: must be non-negative"),
     (softmax.Config, "steps", 1, 0, "steps: 0 is outside"),
     (softmax.Config, "seed", 0, -1, "seed: -1 is outside"),
     (softmax.Config, "l2", 0.0, -1e-9, "l2: must be non-negative"),
-    (linear.Config, "batch_size", 1, 0, "batch_size: 0 is outside"),
-    (linear.Config, "steps", 1, 0, "steps: 0 is outside"),
-    (linear.Config, "seed", SEED_MAX, SEED_MAX + 1, f"seed: {SEED_MAX + 1} is outside"),
+    (linreg.Config, "batch_size", 1, 0, "batch_size: 0 is outside"),
+    (linreg.Config, "steps", 1, 0, "steps: 0 is outside"),
+    (linreg.Config, "seed", SEED_MAX, SEED_MAX + 1, f"seed: {SEED_MAX + 1} is outside"),
     (mlp.Config, "hidden", MAX_HIDDEN, MAX_HIDDEN + 1, f"hidden: {MAX_HIDDEN + 1} is outside"),
     (mlp.Config, "eps", 1e-12, 0.0, "eps: must be positive"),
     (mlp.Config, "check_every", 1, 0, "check_every: must be positive"),

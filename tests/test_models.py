@@ -5,7 +5,7 @@ import pytest
 from helpers import make_dataset
 
 from jaxpipe import models
-from jaxpipe.models import TrainingError, check_loss, cnn, linear, logistic, mlp, softmax
+from jaxpipe.models import TrainingError, check_loss, cnn, linreg, logreg, mlp, softmax
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -19,8 +19,8 @@ def separable(n: int = 80, d: int = 3, seed: int = 0):
 
 def test_logreg_loss_falls_and_fits() -> None:
     x, y = separable()
-    cfg = logistic.Config(steps=50, lr=0.5, l2=0.0, track_accuracy=True)
-    fit = logistic.fit(cfg, make_dataset(train=(x, y), test=(x, y)))
+    cfg = logreg.Config(steps=50, lr=0.5, l2=0.0, track_accuracy=True)
+    fit = logreg.fit(cfg, make_dataset(train=(x, y), test=(x, y)))
     params, history, _ = fit.params, fit.history, fit.info
     loss = np.asarray(history["train_loss"])
     assert params["w"].shape == (3,) and params["c"].shape == ()
@@ -32,13 +32,13 @@ def test_logreg_matches_the_write_up_loop() -> None:
     """Two separate grad calls per step (the write-up) and our fused step agree."""
     import jax
     x, y = separable(40)
-    cfg = logistic.Config(steps=5, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
-    params = logistic.fit(cfg, make_dataset(train=(x, y))).params
+    cfg = logreg.Config(steps=5, lr=0.1, l2=0.1, w_init=1e-5, c_init=1.0)
+    params = logreg.fit(cfg, make_dataset(train=(x, y))).params
     w, c = np.full(3, 1e-5, np.float32), np.float32(1.0)
     yf = y.astype(np.float32)
 
     def loss(w, c):
-        return logistic.loss({"w": w, "c": c}, x, yf, 0.1)
+        return logreg.loss({"w": w, "c": c}, x, yf, 0.1)
 
     for _ in range(5):
         gw, gc = jax.grad(loss, 0)(w, c), jax.grad(loss, 1)(w, c)
@@ -82,7 +82,7 @@ def test_linreg_recovers_known_weights() -> None:
     rng = np.random.default_rng(0)
     x = (10 * rng.uniform(size=(1000, 2))).astype(np.float32)
     y = (x @ np.array([3.0, 4.0]) + rng.uniform(size=1000) + 5.0).astype(np.float32)
-    fit = linear.fit(linear.Config(), make_dataset(train=(x, y)))
+    fit = linreg.fit(linreg.Config(), make_dataset(train=(x, y)))
     params, history = fit.params, fit.history
     design = np.column_stack([x, np.ones(len(x))]).astype(np.float64)
     exact = np.linalg.lstsq(design, y.astype(np.float64), rcond=None)[0]
@@ -123,8 +123,8 @@ def test_nan_guard_names_the_step() -> None:
 def test_divergent_logreg_run_is_stopped() -> None:
     from jaxpipe.models import check_loss as guard
     x, y = separable()
-    cfg = logistic.Config(steps=20, lr=1e30, l2=1e30)
-    history = logistic.fit(cfg, make_dataset(train=(x * 1e20, y))).history
+    cfg = logreg.Config(steps=20, lr=1e30, l2=1e30)
+    history = logreg.fit(cfg, make_dataset(train=(x * 1e20, y))).history
     with pytest.raises(TrainingError, match="at step"):
         guard(np.asarray(history["train_loss"]), cfg.max_loss_growth * np.log(2))
 

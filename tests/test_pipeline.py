@@ -12,19 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from jaxpipe.preflight import stage_items
 from jaxpipe.tools.workspace import dvc, ran_stages
 
-MODELS = ["logreg_mobile", "softmax_mobile", "xor_mlp", "linreg_sgd", "logreg_synthetic",
-          "cnn_mnist"]
-DATASETS = ["mobile_binary", "mobile_multiclass", "xor", "linear", "synthetic", "mnist"]
+ITEMS = stage_items(Path(__file__).parents[1] / "dvc.yaml")
+MODELS, DATASETS = list(ITEMS["train"]), list(ITEMS["prepare"])  # what dvc.yaml runs
 pytestmark = pytest.mark.e2e
 
 
 def test_every_stage_ran_and_wrote_parquet(pipeline) -> None:
     ran = set(ran_stages(pipeline.first_output))
-    for kind, names in (("download", ["mobile_price", "mnist"]), ("prepare", DATASETS),
-                        ("train", MODELS), ("evaluate", MODELS)):
-        assert {f"{kind}@{n}" for n in names} <= ran
+    assert {f"{kind}@{n}" for kind, names in ITEMS.items() for n in names} <= ran
     for name in DATASETS:
         for split in ("train", "test"):
             path = pipeline.root / "data" / "prepared" / name / f"{split}.parquet"

@@ -1,4 +1,4 @@
-"""The ``jaxpipe`` command beside ``dvc``: check, env, exp, predict, plots.
+"""The ``jaxpipe`` command beside ``dvc``: check, env, exp, new, predict, plots.
 
 Library code never imports this module; it only calls into the library.
 """
@@ -89,6 +89,25 @@ def cmd_env(args: argparse.Namespace) -> None:
                            "environment.yaml records: `jaxpipe env --record`, then `dvc repro`")
 
 
+def cmd_new(args: argparse.Namespace) -> None:
+    from jaxpipe.tools import scaffold
+
+    if args.what == "model":
+        if not args.like:
+            raise JaxpipeError("jaxpipe new model: --like EXISTING is needed (the model whose "
+                               "data, evaluation and plots the new one shares)")
+        written = scaffold.new_model(args.root, args.name, args.like, args.kind)
+        log.info("model %s added (%s); next: edit params.yaml train.%s, then `dvc repro` "
+                 "runs train@%s and evaluate@%s only", args.name,
+                 ", ".join(p.name for p in written), args.name, args.name, args.name)
+    else:
+        if args.like or args.kind:
+            raise JaxpipeError("jaxpipe new family: takes a NAME only")
+        written = scaffold.new_family(args.root, args.name)
+        log.info("family %s written: %s; next: `jaxpipe new model MY_MODEL --like EXISTING "
+                 "--kind %s`", args.name, ", ".join(str(p) for p in written), args.name)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jaxpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +139,14 @@ def main(argv: list[str] | None = None) -> None:
                      help="write the installed environment to environment.yaml")
     env.add_argument("--root", type=Path, default=Path("."), help="the repository")
     env.set_defaults(func=cmd_env)
+    new = sub.add_parser("new", help="add a model (like an existing one) or a model family")
+    new.add_argument("what", choices=["model", "family"])
+    new.add_argument("name", help="a lower-case identifier (a new model's or family's name)")
+    new.add_argument("--like", help="model: the existing model whose data, evaluation and plots "
+                                    "it shares (its params are copied)")
+    new.add_argument("--kind", help="model: another family than --like's (its defaults)")
+    new.add_argument("--root", type=Path, default=Path("."), help="the repository")
+    new.set_defaults(func=cmd_new)
     args = parser.parse_args(argv)
     args.func(args)
 

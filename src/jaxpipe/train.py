@@ -27,12 +27,14 @@ class TrainConfig:
 
 
 def load_train_config(params_path: str | Path, name: str) -> TrainConfig:
-    """Read ``train.<name>``: check ``kind`` against the registry, parse the rest for it."""
+    """Read ``train.<name>``: check that ``kind`` names a model family, parse the rest for it."""
     raw = load_params(params_path, "train", name)
     where = f"{params_path}:train.{name}"
     kind = raw.get("kind") if isinstance(raw, Mapping) else None
-    if kind not in models.KINDS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not one of {sorted(models.KINDS)}")
+    try:
+        models.module_name(kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
     rest = {k: v for k, v in raw.items() if k != "kind"}
     return TrainConfig(kind, parse(models.load(kind).Config, rest, where))
 

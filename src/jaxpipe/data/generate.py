@@ -1,4 +1,4 @@
-"""The synthetic data sets of SEEDS.md systems 2, 3 and 5, every draw seeded."""
+"""The synthetic data sets of docs/SYSTEMS.md systems 2, 3 and 5, every draw seeded."""
 
 from __future__ import annotations
 

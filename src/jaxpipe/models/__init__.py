@@ -11,18 +11,23 @@ Every model module defines the same names:
   only, nothing initialised), to load and check a model file;
 - ``metrics(cfg, params, info) -> dict``: what the family adds to its task's metrics.
 
-``load(kind)`` imports a family's module only when that kind is used, so a stage depends on
-the code of its own model and no other.
+A family is found by its name: ``kind: NAME`` in params.yaml is the module
+``jaxpipe.models.NAME`` (a file ``NAME.py`` or a package ``NAME/``). There is no table to
+edit: adding a family adds one module and touches no file another stage depends on, and
+``load(kind)`` imports a family only when that kind is used, so a stage depends on the code
+of its own model and no other. ``jaxpipe new family NAME`` writes one.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
@@ -31,8 +36,6 @@ import numpy as np
 from jaxpipe.core.errors import ConfigError, JaxpipeError
 
 Task = Literal["binary", "multiclass", "regression"]
-KINDS = {"logreg": "logistic", "softmax": "softmax", "mlp": "mlp", "linreg": "linear",
-         "cnn": "cnn"}
 
 
 class TrainingError(JaxpipeError):
@@ -87,11 +90,18 @@ def epoch_done(epoch: int, **figures: float) -> None:
         watcher(epoch, **figures)
 
 
+def families() -> list[str]:
+    """The model families this installation has: the modules and packages in this folder."""
+    here = Path(__file__).parent
+    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
+
+
 def module_name(kind: str) -> str:
-    """The module that implements ``kind`` (``jaxpipe.models.<family>``)."""
-    if kind not in KINDS:
-        raise ConfigError(f"kind: {kind!r} is not one of {sorted(KINDS)}")
-    return f"{__name__}.{KINDS[kind]}"
+    """The module that implements ``kind``: ``jaxpipe.models.<kind>``."""
+    if not isinstance(kind, str) or not kind.isidentifier() or kind not in families():
+        raise ConfigError(f"kind: {kind!r} is not one of {families()} (the modules of "
+                          "src/jaxpipe/models/)")
+    return f"{__name__}.{kind}"
 
 
 def load(kind: str) -> ModuleType:
