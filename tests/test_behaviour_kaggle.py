@@ -291,3 +291,90 @@ def test_an_entry_holding_more_than_it_declares_is_refused(tmp_path: Path) -> No
                               "(Bad CRC-32 for file 'train.csv')")
     assert (tmp_path / "out" / "train.csv").stat().st_size <= 10
 
+
+
+@pytest.mark.parametrize(("entries", "message"), [
+    ({"a" * 256 + ".csv": b"x"}, "a name part of 260 bytes (at most 255)"),
+    ({"d/" + "é" * 128: b"x"}, "a name part of 256 bytes (at most 255)"),
+    ({"a": b"file", "a/b.csv": b"x"}, "entry 'a' is both a file and a folder"),
+    ({"a/b.csv": b"x", "a": b"file"}, "entry 'a' is both a file and a folder"),
+    ({"a/": b"", "a": b"file"}, "entry 'a' is both a file and a folder"),
+    ({"train.csv": b"1", "./train.csv": b"2"}, "entry './train.csv' appears twice"),
+])
+def test_an_entry_no_file_system_can_hold_is_named_in_one_line_and_nothing_is_written(
+        tmp_path: Path, entries: dict[str, bytes], message: str) -> None:
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    with pytest.raises(DownloadError) as err:
+        safe_extract(archive, tmp_path / "out")
+    assert str(err.value).startswith(f"{archive}: ") and message in str(err.value)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_duplicate_name_zipfile_warns_about_is_refused_too(tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("train.csv", b"1")
+        zf.writestr("train.csv", b"2")
+    with pytest.raises(DownloadError, match=r": entry 'train.csv' appears twice$"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+EXTRACT_WITH_A_SMALL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from jaxpipe.core.errors import DownloadError
+from jaxpipe.data.kaggle import safe_extract
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    safe_extract(Path(sys.argv[1]), Path(sys.argv[2]))
+except DownloadError as exc:
+    print(exc)
+"""
+
+
+def test_a_disk_that_fills_while_extracting_names_the_archive_and_entry(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    archive = zip_of(tmp_path / "a.zip", {"small.csv": b"1", "train.csv": b"x" * 5000})
+    proc = subprocess.run([sys.executable, "-c", EXTRACT_WITH_A_SMALL_DISK, str(archive),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert proc.stdout.strip() == (f"{archive}: entry 'train.csv': cannot extract into "
+                                   f"{tmp_path / 'out'} (File too large)")
+
+
+def test_refused_credentials_say_so_in_one_line(cli: StandIn, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real CLI answers a 401 with 16 lines of help, the last about saving a token."""
+    help_text = ("Authentication required to call the Kaggle API.\n\nFirst, you will need a "
+                 "Kaggle account.\n" + "...\n" * 12 + "    Save the token to "
+                 "~/.kaggle/access_token\n")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_secret_value")
+    cli.plan(files=None, stdout=help_text, exit=1)
+    with pytest.raises(JaxpipeError) as err:
+        download(config(spec()), out_dir(tmp_path), mirror=None)
+    assert str(err.value) == (f"kaggle {DATASET}: Kaggle refused the credentials from "
+                              "KAGGLE_API_TOKEN; or serve the files from a mirror "
+                              "(JAXPIPE_MIRROR)")
+    monkeypatch.delenv("KAGGLE_API_TOKEN")
+    (tmp_path / "again").mkdir()
+    with pytest.raises(JaxpipeError, match="no credentials were found"):
+        download(config(spec()), out_dir(tmp_path / "again"), mirror=None)
+
+
+def test_an_archive_past_the_cap_is_refused(cli: StandIn, tmp_path: Path) -> None:
+    from jaxpipe.data.kaggle import run_kaggle_cli
+
+    cli.plan(files={"train.csv": "x" * 50_000})
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    with pytest.raises(JaxpipeError) as err:
+        run_kaggle_cli(DATASET, dest, 30, max_bytes=10_000)
+    assert str(err.value) == f"kaggle {DATASET}: the download passed 10000 bytes, refused"

@@ -109,7 +109,8 @@ def _from_kaggle(cfg: DownloadConfig, pending: list[FileSpec], out_dir: Path,
     try:
         return kaggle.download_kaggle(cfg, pending, out_dir)
     except kaggle.KaggleCLIError as exc:
-        hint = "" if mirror else f" (offline? set {MIRROR_ENV} to a local mirror directory)"
+        offline = not mirror and not isinstance(exc, kaggle.KaggleAuthError)
+        hint = f" (offline? set {MIRROR_ENV} to a local mirror directory)" if offline else ""
         raise DownloadError(f"{exc}{hint}") from None
 
 
