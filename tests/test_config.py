@@ -100,3 +100,70 @@ def test_params_yaml_is_written_as_dvc_writes_it(tmp_path: Path) -> None:
         assert len(new) == len(original.splitlines()), path
         changed = [(a, b) for a, b in zip(original.splitlines(), new, strict=True) if a != b]
         assert len(changed) == 1, (path, changed)
+
+
+def alias_bomb(levels: int = 9, key: str = "lol") -> str:
+    """The "billion laughs": nine aliases of nine aliases..., 1 KB on disk, 9**9 values."""
+    lines = [f'a0: &a0 ["{key}", "{key}", "{key}", "{key}", "{key}", "{key}", "{key}", '
+             f'"{key}", "{key}"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_anything_walks_it(tmp_path: Path) -> None:
+    import resource
+    import time
+
+    from jaxpipe.core.config import YAMLTooLarge
+
+    params = tmp_path / "params.yaml"
+    params.write_text(alias_bomb() + "train:\n  m:\n    steps: *a8\n")
+    started, peak = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(YAMLTooLarge):
+        read_yaml(params.read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_params(params, "train", "m")
+    assert str(caught.value) == (f"{params}: not valid YAML (its aliases expand to more than "
+                                 "1,000,000 values (an alias bomb?))")
+    assert time.perf_counter() - started < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000  # KB
+
+
+def test_aliases_a_project_uses_are_read_as_before(tmp_path: Path) -> None:
+    """dvc.yaml shares its model list between train and evaluate through an alias."""
+    stages = read_yaml((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["evaluate"]["foreach"] == stages["train"]["foreach"]
+    small = alias_bomb(levels=6)  # 9**6 = 531,441 values: big, but under the cap
+    assert len(read_yaml(small)["a5"]) == 9
+
+
+def test_a_schema_file_with_a_bomb_is_named(tmp_path: Path) -> None:
+    from jaxpipe.core.errors import JaxpipeError
+    from jaxpipe.data.schema import load_schema
+
+    schema = tmp_path / "x.yaml"
+    schema.write_text(alias_bomb() + "columns: *a8\n")
+    with pytest.raises(JaxpipeError, match=r"x\.yaml: not valid YAML \(its aliases expand"):
+        load_schema(schema)
+
+
+def test_an_unsafe_tag_is_named_with_its_file_and_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from jaxpipe.core.config import read_yaml_file
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text()
+                      + 'x: !!python/object/apply:os.system ["touch hacked"]\n')
+    lines = len(params.read_text().splitlines())
+    with pytest.raises(ConfigError) as caught:
+        read_yaml_file(params)
+    assert str(caught.value) == (
+        f"{params}: not valid YAML (ConstructorError at line {lines}: could not determine a "
+        "constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system')")
+    proc = subprocess.run([sys.executable, "-m", "jaxpipe.tools.mirror", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and not (tmp_path / "hacked").exists()
+    assert proc.stderr.strip().splitlines() == [f"error: {caught.value}".replace(
+        str(params), "params.yaml")]

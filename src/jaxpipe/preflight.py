@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxpipe.core import environment
-from jaxpipe.core.config import load_layered, load_params, parse, read_yaml
+from jaxpipe.core.config import load_layered, load_params, parse, read_yaml_file
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.data.generate import GenerateConfig
 from jaxpipe.data.prepare import PrepareConfig
@@ -32,7 +32,7 @@ def stage_items(dvc_yaml: Path) -> dict[str, dict[str, Any]]:
     """Each ``foreach`` stage of dvc.yaml: its items by key (a list's items are their own
     keys), e.g. ``{"prepare": {"xor": {"input": ..., "schema": ...}}}``."""
     try:
-        stages = read_yaml(dvc_yaml.read_text()).get("stages", {})
+        stages = read_yaml_file(dvc_yaml).get("stages", {})
     except (OSError, AttributeError) as exc:
         raise JaxpipeError(f"{dvc_yaml}: cannot read its stages ({exc.__class__.__name__})"
                            ) from None
@@ -123,7 +123,7 @@ def check_mirror(params: Path, local: Path | None, mirror: Path) -> tuple[list[s
 def stage_names(dvc_yaml: Path) -> list[str]:
     """Every stage of dvc.yaml by DVC's name (``train@cnn_mnist``, ``plots_page``)."""
     items = stage_items(dvc_yaml)
-    stages = read_yaml(dvc_yaml.read_text()).get("stages", {})
+    stages = read_yaml_file(dvc_yaml).get("stages", {})
     return [f"{name}@{key}" if name in items else name
             for name in stages for key in items.get(name, [None])]
 

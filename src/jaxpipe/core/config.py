@@ -24,9 +24,67 @@ from jaxpipe.core.errors import ConfigError
 T = TypeVar("T")
 
 
+MAX_YAML_VALUES = 1_000_000  # every value a document holds once its aliases are expanded
+
+
+class YAMLTooLarge(YAMLError):
+    """A document whose aliases expand to more values than any project file needs (the
+    "billion laughs" bomb: nine aliases of nine aliases..., small on disk, endless to walk)."""
+
+    def __str__(self) -> str:
+        return f"its aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb?)"
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """How many values ``node`` holds with every alias expanded (shared nodes counted once
+    per use, each computed once)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_YAML_VALUES + 1  # a node that holds itself expands without end
+    children = node.value if isinstance(node.value, list) else []
+    total = 1
+    for child in children:
+        for part in child if isinstance(child, tuple) else (child,):
+            total += _expanded_size(part, memo)
+            if total > MAX_YAML_VALUES:
+                break
+    memo[id(node)] = total
+    return total
+
+
 def read_yaml(text: str) -> Any:
-    """Plain Python values from YAML 1.2 text, as DVC reads params (``1e-5`` is a float)."""
-    return YAML(typ="safe", pure=True).load(text)
+    """Plain Python values from YAML 1.2 text, as DVC reads params (``1e-5`` is a float).
+    A document whose aliases expand past ``MAX_YAML_VALUES`` values is refused
+    (``YAMLTooLarge``) before anything walks it."""
+    yaml = YAML(typ="safe", pure=True)
+    node = yaml.compose(text)
+    if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
+        raise YAMLTooLarge()
+    return yaml.load(text)
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """``read_yaml`` of a file, every failure one ``ConfigError`` naming the file."""
+    path = Path(path)
+    try:
+        return read_yaml(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    except YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+
+
+def yaml_problem(exc: YAMLError) -> str:
+    """What is wrong with a YAML file, for an error line: the kind of error, where and what
+    (``ConstructorError at line 3: could not determine a constructor for the tag ...``)."""
+    if isinstance(exc, YAMLTooLarge):
+        return str(exc)
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return exc.__class__.__name__
+    return f"{exc.__class__.__name__} at line {mark.line + 1}: {' '.join(str(problem).split())}"
 
 
 def load_params(path: str | Path, *keys: str) -> Any:
@@ -37,7 +95,7 @@ def load_params(path: str | Path, *keys: str) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
     except YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     where = str(path)
     for key in keys:
         if not isinstance(data, Mapping) or key not in data:

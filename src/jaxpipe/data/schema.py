@@ -26,7 +26,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from ruamel.yaml.error import YAMLError
 
-from jaxpipe.core.config import check, parse, read_yaml
+from jaxpipe.core.config import check, parse, read_yaml, yaml_problem
 from jaxpipe.core.errors import JaxpipeError
 
 
@@ -64,7 +64,7 @@ def load_schema(path: str | Path) -> SchemaSpec:
     except FileNotFoundError:
         raise JaxpipeError(f"{path}: schema file not found") from None
     except YAMLError as exc:
-        raise JaxpipeError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        raise JaxpipeError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     return parse(SchemaSpec, raw, str(path))
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxpipe import models
-from jaxpipe.core.config import read_yaml
+from jaxpipe.core.config import read_yaml_file
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 
@@ -141,7 +141,7 @@ def dvc_stages(root: Path) -> list[DvcStage]:
 
 def check_project(root: Path) -> list[StageCode]:
     """Every stage of ``root``'s dvc.yaml (foreach expanded by DVC itself)."""
-    params = read_yaml((root / "params.yaml").read_text())
+    params = read_yaml_file(root / "params.yaml")
     return [stage_code(root, s.name, s.cmd, list(s.deps), params) for s in dvc_stages(root)]
 
 

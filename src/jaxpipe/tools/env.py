@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxpipe.core import environment
-from jaxpipe.core.config import read_yaml, roundtrip_yaml
+from jaxpipe.core.config import read_yaml_file, roundtrip_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
 from jaxpipe.tools.deps import PACKAGE, DvcStage, dvc_stages, stage_closure
@@ -116,7 +116,7 @@ def stage_env(root: Path, stage: DvcStage, params: Mapping[str, Any]) -> StageEn
 
 def project_envs(root: Path) -> list[StageEnv]:
     """Every stage of ``root``'s dvc.yaml, its environment found from its code."""
-    params = read_yaml((root / "params.yaml").read_text()) or {}
+    params = read_yaml_file(root / "params.yaml") or {}
     return [stage_env(root, s, params) for s in dvc_stages(root)]
 
 
@@ -220,7 +220,7 @@ def declared_problems(root: Path) -> list[str]:
     params dep, and that entry names exactly the distributions and facts its code needs."""
     path = root / environment.FILE
     recorded = environment.read_entries(path)
-    params = read_yaml((root / "params.yaml").read_text()) or {}
+    params = read_yaml_file(root / "params.yaml") or {}
     problems = []
     for stage in dvc_stages(root):
         key = ".".join(environment.entry_key(stage.name))

@@ -19,7 +19,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from jaxpipe.core.config import read_yaml, roundtrip_yaml
+from jaxpipe.core.config import read_yaml_file, roundtrip_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
@@ -89,7 +89,7 @@ def apply_mirror(params_path: Path, mirror: Path, local_path: Path
     differ from ``params_path``'s; return what is overridden. params.yaml is not touched."""
     if not mirror.is_dir():
         raise JaxpipeError(f"{mirror}: mirror directory not found")
-    changes = mirror_overrides(read_yaml(params_path.read_text()), mirror)
+    changes = mirror_overrides(read_yaml_file(params_path), mirror)
     for (dataset, key), md5 in sorted(changes.items()):
         log.info("download.%s.files.%s.md5 -> %s (from the mirror)", dataset, key, md5)
     write_local(local_path, local_overrides(changes))
