@@ -292,5 +292,5 @@ def test_the_console_script_ends_a_failure_with_one_line_and_exit_2(
         entry()
     assert caught.value.code == 2
     assert capsys.readouterr().err == (
-        "error: none.yaml: cannot read its stages (FileNotFoundError)\n")
+        "error: none.yaml: not found\n")
     assert os.listdir(tmp_path) == []

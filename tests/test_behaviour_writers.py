@@ -92,7 +92,8 @@ def test_a_prepared_folder_is_identical_whatever_the_order_of_splits_and_scaler_
     write_dataset(tmp_path / "one", splits, scaler)
     write_dataset(tmp_path / "two", dict(reversed(list(splits.items()))), reordered(scaler))
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert names == ["scaler.json", "test.parquet", "train.parquet", "val.parquet"]
+    assert names == ["manifest.json", "scaler.json", "test.parquet", "train.parquet",
+                     "val.parquet"]
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 

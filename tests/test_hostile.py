@@ -5,6 +5,7 @@ were, byte for byte."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.parquet as pq
 import pytest
 from helpers import mobile_frame
 
@@ -229,3 +233,49 @@ def test_an_interrupted_stage_is_one_line_and_writes_nothing(work: Path, tmp_pat
     assert "Traceback" not in err
     assert snapshot(tmp_path / "model.st") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.st", "params.yaml"]
+
+
+def _tamper(folder: Path, how: str) -> str:
+    """Damage a prepared folder as a person or a script might; the file it names."""
+    if how == "edited cell":
+        table = pq.read_table(folder / "train.parquet").to_pandas()
+        table.loc[0, "ram"] = table["ram"].max() * 10
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), folder / "train.parquet")
+        return "train.parquet"
+    if how == "dropped column":
+        table = pq.read_table(folder / "test.parquet")
+        pq.write_table(table.drop_columns(["ram"]), folder / "test.parquet")
+        return "test.parquet"
+    if how == "retyped target":
+        table = pq.read_table(folder / "train.parquet")
+        i = table.schema.get_field_index("price_range")
+        pq.write_table(table.set_column(i, "price_range", pa.compute.cast(
+            table["price_range"], pa.float64())), folder / "train.parquet")
+        return "train.parquet"
+    if how == "edited scaler":
+        scaler = json.loads((folder / "scaler.json").read_text())
+        scaler["mean"][0] += 1.0
+        (folder / "scaler.json").write_text(json.dumps(scaler))
+        return "scaler.json"
+    if how == "added split":
+        shutil.copy2(folder / "test.parquet", folder / "val.parquet")
+        return "val.parquet"
+    (folder / "manifest.json").unlink()
+    return "manifest.json"
+
+
+@pytest.mark.parametrize("how", ["edited cell", "dropped column", "retyped target",
+                                 "edited scaler", "added split", "no manifest"])
+def test_a_tampered_prepared_split_is_refused_by_train_and_evaluate(
+        work: Path, tmp_path: Path, how: str) -> None:
+    folder = tmp_path / "prepared"
+    shutil.copytree(work / "prepared", folder)
+    name = _tamper(folder, how)
+    train = stage(work, "train", "logreg_mobile", "--data", str(folder), "--out",
+                  str(tmp_path / "m.st"), "--history", str(tmp_path / "h.csv"))
+    line = one_line_failure(train, str(folder / name), "dvc repro prepare@prepared")
+    evaluate = stage(work, "evaluate", "logreg_mobile", "--model-file", str(work / "model.st"),
+                     "--data", str(folder), "--metrics", str(tmp_path / "m.json"),
+                     "--details", str(tmp_path / "d.json"), "--plots", str(tmp_path / "plots"))
+    assert one_line_failure(evaluate, str(folder / name)) == line.replace("train@", "evaluate@")
+    assert not any((tmp_path / n).exists() for n in ("m.st", "h.csv", "m.json", "d.json", "plots"))

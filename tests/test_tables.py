@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.data.tables import load_dataset, load_split, read_scaler
+from jaxpipe.data.tables import load_dataset, load_split, read_scaler, write_dataset
 
 SCALER = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
 
@@ -70,11 +70,12 @@ def test_a_missing_or_damaged_scaler_is_named(tmp_path: Path) -> None:
 
 
 def test_a_folder_without_its_training_split_is_named(tmp_path: Path) -> None:
-    (tmp_path / "scaler.json").write_text(json.dumps(SCALER))
-    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "y": [1]}), tmp_path / "test.parquet")
+    test = pa.table({"a": [1.0], "b": [2.0], "y": [1]})
+    write_dataset(tmp_path, {"test": test}, SCALER)
     with pytest.raises(JaxpipeError) as err:
         load_dataset(tmp_path)
     assert str(err.value) == f"{tmp_path / 'train.parquet'}: not found (run the prepare stage)"
-    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "y": [0]}), tmp_path / "train.parquet")
+    write_dataset(tmp_path, {"test": test, "train": pa.table({"a": [1.0], "b": [2.0], "y": [0]})},
+                  SCALER)
     data = load_dataset(tmp_path)
     assert sorted(data.splits) == ["test", "train"] and data.split("test").y.tolist() == [1]

@@ -1,13 +1,16 @@
 """Parquet layouts of prepared data sets, and loading them back into NumPy.
 
 A prepared data set is a folder: ``train.parquet``, ``test.parquet``, optionally
-``val.parquet``, and ``scaler.json`` (mean and scale fitted on train). Tables hold numeric
-feature columns and a target; images are one fixed-size binary column of raw pixels.
+``val.parquet``, ``scaler.json`` (mean and scale fitted on train) and ``manifest.json`` (the
+SHA-256 of each of those files as prepare wrote them: train and evaluate refuse a folder
+whose files were edited, replaced or added since). Tables hold numeric feature columns and a
+target; images are one fixed-size binary column of raw pixels.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,11 +84,50 @@ def image_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
     return pa.Table.from_arrays([column, pa.array(labels.astype(np.uint8))], schema=schema)
 
 
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_dataset(out_dir: Path, splits: dict[str, pa.Table], scaler: dict) -> None:
-    """Write every split's Parquet file and the scaler JSON into ``out_dir``."""
+    """Write every split's Parquet file, the scaler JSON and their manifest into ``out_dir``."""
     for name, table in splits.items():
         write_parquet(out_dir / f"{name}.parquet", table)
     write_json(out_dir / "scaler.json", scaler)
+    files = sorted(p.name for p in out_dir.iterdir() if p.name != MANIFEST)
+    write_json(out_dir / MANIFEST, {"sha256": {name: _sha256(out_dir / name) for name in files}})
+
+
+def verify_dataset(data_dir: Path) -> None:
+    """Refuse, in one line, a prepared folder whose files are not those prepare wrote."""
+    redo = f"re-run `dvc repro prepare@{data_dir.name}` (or `dvc checkout {data_dir}`)"
+    try:
+        listed = json.loads((data_dir / MANIFEST).read_text())["sha256"]
+        assert isinstance(listed, dict)
+    except FileNotFoundError:
+        if not data_dir.is_dir():
+            raise JaxpipeError(f"{data_dir}: not found (run the prepare stage first)") from None
+        raise JaxpipeError(f"{data_dir / MANIFEST}: not found: not a folder prepare wrote; "
+                           f"{redo}") from None
+    except (ValueError, KeyError, TypeError, AssertionError, OSError) as exc:
+        raise JaxpipeError(f"{data_dir / MANIFEST}: cannot read ({exc.__class__.__name__}); "
+                           f"{redo}") from None
+    for path in sorted(data_dir.iterdir()):
+        if path.name != MANIFEST and path.name not in listed:
+            raise JaxpipeError(f"{path}: not written by prepare (not in {MANIFEST}); {redo}")
+    for name, expected in sorted(listed.items()):
+        path = data_dir / name
+        if not path.is_file() or path.is_symlink() and not path.resolve().is_file():
+            raise JaxpipeError(f"{path}: missing (listed in {MANIFEST}); {redo}")
+        if _sha256(path) != expected:
+            raise JaxpipeError(f"{path}: changed since prepare wrote it (its SHA-256 is not "
+                               f"the one in {MANIFEST}); {redo}")
 
 
 def read_scaler(data_dir: Path) -> dict:
@@ -105,6 +147,7 @@ def read_scaler(data_dir: Path) -> dict:
 def load_dataset(data_dir: str | Path) -> Dataset:
     """Read the scaler and every split a prepared folder holds (train, val, test)."""
     data_dir = Path(data_dir)
+    verify_dataset(data_dir)
     scaler = read_scaler(data_dir)
     splits = {name: load_split(data_dir / f"{name}.parquet", scaler)
               for name in SPLITS if (data_dir / f"{name}.parquet").exists()}
