@@ -84,11 +84,11 @@ def profile_jax_step() -> dict:
     import optax
 
     from jaxpipe.data.tables import load_dataset
-    from jaxpipe.models.cnn import loop, mesh, net
+    from jaxpipe.models.cnn import loop, mesh, net, xla_options
     from jaxpipe.train import load_train_config
 
     cfg = load_train_config(ROOT / "params.yaml", "cnn_mnist").config
-    options = tuple(sorted(cfg.compiler_options.items()))
+    options = xla_options(cfg)
     train = load_dataset(MNIST).split("train")
     grid = mesh.data_mesh(1)
     graphdef, params = net.init(cfg.seed)

@@ -3,6 +3,7 @@ count or ISA cap the environment asks for: jaxpipe pins both before JAX starts."
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,29 @@ def test_the_cache_is_on_by_default_even_when_jax_is_imported_first(tmp_path: Pa
     cache = tmp_path / "xdg" / "jaxpipe" / "jax"
     assert proc.stdout.strip() == str(cache)
     assert any(p.name.startswith("jit_") for p in cache.iterdir())
+
+
+def _has_avx512() -> bool:
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None or not _has_avx512(),
+                    reason="needs an AVX-512 host and qemu-user (apt-get install qemu-user) "
+                           "to run the same training on an emulated AVX2-only CPU")
+def test_cnn_training_is_identical_on_a_cpu_without_avx512() -> None:
+    """The same fit on this AVX-512 CPU and on an emulated Haswell (AVX2, no AVX-512):
+    identical bytes, because every matrix product and convolution runs on YNNPACK with
+    consistent arithmetic (params.yaml's compiler_options) and XLA's own code is capped at
+    AVX2. Measured: Eigen/oneDNN's convolution, the default, adds in another order on the
+    two CPUs."""
+    here = _train(set(sorted(os.sched_getaffinity(0))[:1]), JAXPIPE_COMPILATION_CACHE="0")
+    merged = {**os.environ, "JAXPIPE_COMPILATION_CACHE": "0"}
+    proc = subprocess.run(
+        ["qemu-x86_64", "-cpu", "Haswell-v4", sys.executable, "-c", SCRIPT,
+         str(ROOT / "params.yaml"), str(ROOT / "tests")],
+        capture_output=True, text=True, check=True, env=merged, timeout=900)
+    assert proc.stdout.strip() == here

@@ -7,7 +7,8 @@ so the same inputs give the same bytes on any x86-64 machine with AVX2:
   convolution weight gradient, a dot that contracts the batch) by the size of its thread
   pool, which otherwise follows the number of cores;
 - the instruction-set cap (``--xla_cpu_max_isa=AVX2`` in ``XLA_FLAGS``): an AVX-512 machine
-  runs XLA's AVX2 kernels. (YNNPACK picks its own kernels; see README.)
+  runs XLA's AVX2 kernels. (Libraries XLA calls pick their own kernels: see README, "Across
+  CPU models".)
 
 It also turns on JAX's persistent compilation cache in a user-level folder
 (``$XDG_CACHE_HOME/jaxpipe/jax``, else ``~/.cache/jaxpipe/jax``; never a DVC output), so a

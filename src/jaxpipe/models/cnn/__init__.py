@@ -49,8 +49,9 @@ class Config(Guarded):
     max_train_images: int | None = None
     eval_batch_size: int = 1000
     # XLA compiler options for the jitted steps, e.g. YNNPACK matmuls on the CPU backend
-    # (benchmarks/run.py measures the effect). They change kernels, so they are params.
-    compiler_options: dict[str, str | bool | int] = field(default_factory=dict)
+    # (benchmarks/run.py measures the effect). They change kernels, so they are params. A
+    # list is XLA's comma-separated list (one item a line: `dvc exp run -S` changes one).
+    compiler_options: dict[str, str | bool | int | list[str]] = field(default_factory=dict)
     # devices of the data-parallel mesh, over all processes ("all": every visible one)
     devices: int | Literal["all"] = 1
     # training set held on the devices up to this size (MB, float32, per device); over it,
@@ -94,6 +95,12 @@ def _source(cfg: Config, data: Dataset, mesh_size: int) -> loop.InMemory | strea
     return stream.ImageRows(data.path / "train.parquet", data.scaler, cfg.max_train_images)
 
 
+def xla_options(cfg: Config) -> tuple[tuple[str, str | bool | int], ...]:
+    """``compiler_options`` as XLA takes them (a list joined by commas), sorted and hashable."""
+    return tuple(sorted((k, ",".join(v) if isinstance(v, list) else v)
+                        for k, v in cfg.compiler_options.items()))
+
+
 def fit(cfg: Config, data: Dataset) -> Fit:
     """Adam on shuffled minibatches; returns the best-validation parameters and history."""
     mesh.join_processes()
@@ -104,7 +111,7 @@ def fit(cfg: Config, data: Dataset) -> Fit:
         y = source.labels if streamed else source.y[: cfg.max_train_images]
         _check_inputs(data, "train", (len(y), *source.shape, 1) if streamed else source.x.shape, y)
         _check_inputs(data, "val", val.x.shape, val.y)
-    n_batches, options = len(y) // cfg.batch_size, tuple(sorted(cfg.compiler_options.items()))
+    n_batches, options = len(y) // cfg.batch_size, xla_options(cfg)
     if n_batches == 0:
         raise JaxpipeError(f"batch_size {cfg.batch_size} exceeds the {len(y)} training images")
     if cfg.batch_size % grid.size:
@@ -155,7 +162,7 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 
 def predict(cfg: Config, params: nnx.State, x: np.ndarray) -> np.ndarray:
     """Class probabilities, compiled with the same options as training."""
-    forward = compiled_steps(tuple(sorted(cfg.compiler_options.items())))[1]
+    forward = compiled_steps(xla_options(cfg))[1]
     return net.probs(net.abstract()[0], params, x, cfg.eval_batch_size, forward)
 
 
