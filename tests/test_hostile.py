@@ -279,3 +279,30 @@ def test_a_tampered_prepared_split_is_refused_by_train_and_evaluate(
                      "--details", str(tmp_path / "d.json"), "--plots", str(tmp_path / "plots"))
     assert one_line_failure(evaluate, str(folder / name)) == line.replace("train@", "evaluate@")
     assert not any((tmp_path / n).exists() for n in ("m.st", "h.csv", "m.json", "d.json", "plots"))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("mirror_folder: ../..", "mirror_folder: '../..' must be a folder inside the mirror"),
+    ("mirror_folder: /etc", "mirror_folder: '/etc' must be a folder inside the mirror"),
+    ("mirror_folder: 'a\\..\\..\\b'", "must be a folder inside the mirror"),
+    ("files: {train_images: {name: ../../x.gz, md5: '" + "0" * 32 + "'}}",
+     "name: '../../x.gz' must be a plain file name"),
+])
+def test_a_hostile_local_override_is_refused_before_any_download(
+        tmp_path: Path, override: str, message: str) -> None:
+    """params.local.yaml is deep-merged over params.yaml: it must not point a download
+    outside the mirror or its output folder."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    key, _, value = override.partition(": ")
+    (tmp_path / "params.local.yaml").write_text(f"download:\n  mnist:\n    {key}: {value}\n")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "kept.txt").write_text("earlier output")
+    env_mirror = tmp_path / "mirror"
+    env_mirror.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "download.py"), "mnist", "--out", "raw",
+         "--local-params", "params.local.yaml"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "JAXPIPE_MIRROR": str(env_mirror)},
+        timeout=120, check=False)
+    one_line_failure(proc, "params.local.yaml", message)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["kept.txt"]

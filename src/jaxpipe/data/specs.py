@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from jaxpipe.core.config import check
 from jaxpipe.core.fileio import md5sum
@@ -20,7 +20,8 @@ class FileSpec:
     def __post_init__(self) -> None:
         check(len(self.md5) == 32 and all(c in "0123456789abcdef" for c in self.md5),
               "md5", f"{self.md5!r} is not a 32-digit lowercase hex MD5")
-        check("/" not in self.name and self.name not in ("", ".", ".."), "name",
+        check("/" not in self.name and "\\" not in self.name
+              and self.name not in ("", ".", ".."), "name",
               f"{self.name!r} must be a plain file name")
 
 
@@ -37,6 +38,11 @@ class DownloadConfig:
     max_mb: float = 200.0  # per file: a response that grows past this is cut off and refused
 
     def __post_init__(self) -> None:
+        folder = PurePosixPath(self.mirror_folder.replace("\\", "/"))
+        check(bool(self.mirror_folder.strip()) and not folder.is_absolute()
+              and ".." not in folder.parts and ":" not in self.mirror_folder,
+              "mirror_folder", f"{self.mirror_folder!r} must be a folder inside the mirror "
+              "(a relative path without '..')")
         check(bool(self.files), "files", "at least one file is required")
         check(bool(self.urls) != bool(self.kaggle_dataset), "urls",
               "give either urls (HTTP mirrors) or kaggle_dataset, not both or neither")
