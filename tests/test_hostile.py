@@ -306,3 +306,17 @@ def test_a_hostile_local_override_is_refused_before_any_download(
         timeout=120, check=False)
     one_line_failure(proc, "params.local.yaml", message)
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["kept.txt"]
+
+
+def test_an_output_folder_that_links_out_of_the_repository_is_refused(
+        work: Path, tmp_path: Path) -> None:
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    shutil.copytree(work / "prepared", repo / "data" / "prepared")
+    shutil.copy2(work / "params.yaml", repo / "params.yaml")
+    elsewhere.mkdir()
+    (repo / "data" / "models").symlink_to(elsewhere)
+    proc = stage(repo, "train", "logreg_mobile", "--data", "data/prepared", "--out",
+                 "data/models/m.safetensors", "--history", "h.csv")
+    one_line_failure(proc, "data/models/m.safetensors: data/models is a link to "
+                     f"{elsewhere.resolve()}, outside the repository")
+    assert list(elsewhere.iterdir()) == [] and not (repo / "h.csv").exists()

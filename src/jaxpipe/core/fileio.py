@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jaxpipe.core.environment import confirm_before_output
+from jaxpipe.core.errors import JaxpipeError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -69,6 +70,21 @@ def _swap_in(tmp: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+def check_inside(dest: Path) -> None:
+    """Refuse an output given by a relative path whose folder is (or passes through) a link
+    out of the working directory: a stage writes into the repository, never through a link
+    to elsewhere (DVC would then hash and cache another place's files)."""
+    if dest.is_absolute():
+        return  # an explicit place: the caller's choice
+    here = Path.cwd().resolve()
+    target = (Path.cwd() / dest).parent.resolve()
+    if not target.is_relative_to(here):
+        link = next((p for p in [*reversed(dest.parents)] if (Path.cwd() / p).is_symlink()),
+                    dest.parent)
+        raise JaxpipeError(f"{dest}: {link} is a link to {target}, outside the repository; "
+                           "outputs must live in it: refused")
+
+
 @contextlib.contextmanager
 def output_set(*dests: str | Path) -> Iterator[list[Path]]:
     """All or nothing for a stage's outputs: yield a staging path beside each of ``dests``
@@ -77,6 +93,8 @@ def output_set(*dests: str | Path) -> Iterator[list[Path]]:
     stale temps of a killed run are swept first."""
     targets = [Path(d) for d in dests]
     staged = []
+    for dest in targets:
+        check_inside(dest)
     for dest in targets:
         dest.parent.mkdir(parents=True, exist_ok=True)
         sweep_stale(dest)
