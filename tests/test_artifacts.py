@@ -101,6 +101,28 @@ def test_a_tensor_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
         load_trained(tmp_path / "k.st")
 
 
+def test_a_transposed_tensor_of_the_same_size_is_refused(tmp_path: Path) -> None:
+    """The CNN's first dense layer is (3136, 256): stored as (256, 3136) it holds as many
+    numbers, and a loader that only counted them would read every weight from the wrong
+    place."""
+    from jaxpipe.artifacts import save_trained
+    from jaxpipe.models import Fit
+
+    graphdef, params = cnn.init(0)
+    flat = flatten(params)
+    scaler = {"features": ["image"], "mean": [0.0], "scale": [255.0], "target": "label"}
+    save_trained(tmp_path / "good.st", "m", "cnn", cnn.Config(), Fit(params, {}), scaler)
+    flat_meta = load_model(tmp_path / "good.st")[1]
+    flat["fc1.kernel"] = np.ascontiguousarray(flat["fc1.kernel"].T)
+    save_model(tmp_path / "t.st", flat, flat_meta)
+    from jaxpipe.artifacts import load_trained
+
+    with pytest.raises(JaxpipeError) as caught:
+        load_trained(tmp_path / "t.st")
+    assert str(caught.value) == (f"{tmp_path / 't.st'}: parameter 'fc1.kernel' has shape "
+                                 "(256, 3136), expected (3136, 256)")
+
+
 DAMAGED = {  # what is wrong: (tensors, metadata, the line after "<path>: ")
     "task": (GOOD, {**META, "task": "regression"},
              "task 'regression' does not match kind 'logreg' ('binary')"),
