@@ -115,7 +115,11 @@ def fit_scaler(train: pd.DataFrame, cfg: PrepareConfig) -> dict:
     values = train[features].to_numpy(np.float64)
     mean = values.mean(axis=0) if cfg.standardize else np.zeros(len(features))
     std = values.std(axis=0) if cfg.standardize else np.ones(len(features))
-    scale = np.where(std == 0, 1.0, std)  # a constant column stays as it is, as in sklearn
+    # a constant column stays as it is, as in sklearn: "constant" up to the rounding error of
+    # its variance (a column of 0.1s has a std of 1e-17, which would blow its values up)
+    n, eps = len(values), np.finfo(np.float64).eps
+    constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
+    scale = np.where(constant, 1.0, std)
     return {"features": features, "mean": mean.tolist(), "scale": scale.tolist(),
             "target": cfg.target, "stored": "scaled"}
 
