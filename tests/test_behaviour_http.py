@@ -446,3 +446,35 @@ def test_redact_removes_every_kind_of_credential() -> None:
     assert redact("401 Unauthorized Bearer abc.def, Basic dXNlcg==") == \
         "401 Unauthorized Bearer ***, Basic ***"
     assert redact("reason pw here", "https://me:pw@host/") == "reason *** here"
+
+
+class _SlowHeaders(http.server.BaseHTTPRequestHandler):
+    """The status line, then its headers one byte every 0.2 s, for as long as asked."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"a" * 200 + b"\r\n"
+        try:
+            for i in range(len(head)):  # bounded: 44 s at most
+                self.wfile.write(head[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_server_slow_to_send_its_headers_cannot_outlast_the_deadline(tmp_path: Path) -> None:
+    """Each header byte comes well within timeout_s; the deadline still ends the download,
+    before the body's reads (which bound themselves) even start."""
+    with serving(_SlowHeaders, wait_for_handlers=False) as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as err:
+            fetch_url(f"{base}/{NAME}", tmp_path / NAME, spec_of(BODY), timeout=2, deadline=3,
+                      max_bytes=len(BODY))
+        took = time.monotonic() - started
+    assert str(err.value) == f"{base}/{NAME}: not finished after the 3 s deadline (deadline_s)"
+    assert 2.9 < took < 4.5
+    assert list(tmp_path.iterdir()) == []

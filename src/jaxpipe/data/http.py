@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,10 +35,11 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float, deadline: fl
     shown = redact(url, url)  # every line names the URL without its credentials
     limits = _Limits(time.monotonic() + deadline, deadline,
                      min(max_bytes, spec.size) if spec.size else max_bytes)
-    with atomic_path(dest) as tmp:
+    late = f"{shown}: not finished after the {deadline:.0f} s deadline (deadline_s)"
+    with atomic_path(dest) as tmp, _Watchdog(limits.ends) as watchdog:
         try:
-            with urllib.request.urlopen(url, timeout=_read_timeout(timeout, limits)) as resp, \
-                    open(tmp, "wb") as out:  # noqa: S310
+            with watchdog.opener.open(url, timeout=_read_timeout(timeout, limits)) as resp, \
+                    open(tmp, "wb") as out:
                 expected = resp.headers.get("Content-Length")
                 total = int(expected) if expected and expected.isdigit() else None
                 if total is not None and total > limits.max_bytes:
@@ -46,9 +49,13 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float, deadline: fl
         except urllib.error.HTTPError as exc:  # the standard phrase: never the server's words
             raise DownloadError(f"{shown}: HTTP {exc.code} {_phrase(exc.code)}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if watchdog.fired:  # the deadline cut the connection (headers still coming)
+                raise DownloadError(late) from None
             reason = getattr(exc, "reason", exc)
             text = redact(str(reason), url)
             raise DownloadError(f"{shown}: {reason.__class__.__name__}: {text}") from None
+        if watchdog.fired:  # the cut may read as the body's end: never take it for one
+            raise DownloadError(late)
         if total is not None and received != total:
             raise DownloadError(f"{shown}: truncated transfer, got {received} of {total} bytes")
         problem = verify(tmp, spec)
@@ -102,6 +109,50 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, dea
             continue
         return redact(base, base), failures  # a label for logs: no credentials
     return None, failures
+
+
+class _Watchdog:
+    """Cuts the connection when the deadline passes, whatever phase it is in: a server that
+    sends its status line and headers a byte at a time, each within ``timeout_s``, is held
+    to ``deadline_s`` too (``_stream`` bounds the body's reads itself)."""
+
+    def __init__(self, ends: float) -> None:
+        self.ends, self.fired, self.sock = ends, False, None
+        watch = self
+
+        def watched(base: type[http.client.HTTPConnection]) -> type:
+            class Connection(base):  # type: ignore[valid-type, misc]
+                def connect(self) -> None:
+                    super().connect()
+                    watch.sock = self.sock
+
+            return Connection
+
+        class HTTP(urllib.request.HTTPHandler):
+            def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(watched(http.client.HTTPConnection), req)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(watched(http.client.HTTPSConnection), req,
+                                    context=self._context)
+
+        self.opener = urllib.request.build_opener(HTTP, HTTPS)
+        self._timer = threading.Timer(max(ends - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 @dataclass(frozen=True)
