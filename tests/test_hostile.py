@@ -320,3 +320,32 @@ def test_an_output_folder_that_links_out_of_the_repository_is_refused(
     one_line_failure(proc, "data/models/m.safetensors: data/models is a link to "
                      f"{elsewhere.resolve()}, outside the repository")
     assert list(elsewhere.iterdir()) == [] and not (repo / "h.csv").exists()
+
+
+WRITE_WITH_A_SMALL_DISK = """
+import resource, signal, sys
+sys.argv = sys.argv[1:]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv.pop(0)),) * 2)
+import runpy
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_disk_that_fills_while_writing_names_the_file_and_keeps_the_old_one(
+        work: Path, tmp_path: Path) -> None:
+    """A model file that does not fit (safetensors' own error type): one line naming the
+    output, not its staging file, and every earlier output as it was."""
+    limit, output = 900, "model.safetensors"  # the model file is about 1,000 bytes
+    for name in ("model.safetensors", "history.csv"):
+        (tmp_path / name).write_text("earlier output")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", WRITE_WITH_A_SMALL_DISK, str(limit), str(ROOT / "stages/train.py"),
+         "logreg_mobile", "--data", "prepared", "--out", str(tmp_path / "model.safetensors"),
+         "--history", str(tmp_path / "history.csv")], cwd=work, env=env, capture_output=True,
+        text=True, timeout=120, check=False)
+    line = one_line_failure(proc, str(tmp_path / output), "nothing was replaced")
+    assert "File too large" in line or "too large" in line.lower(), line
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / name).read_text() == "earlier output"

@@ -88,7 +88,11 @@ def save_model(path: str | Path, params: Any, meta: dict) -> None:
     tensors = {k: np.ascontiguousarray(v) for k, v in flatten(params).items()}
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: text})
+        try:
+            save_file(tensors, str(tmp), metadata={META_KEY: text})
+        except SafetensorError as exc:  # a full disk, a quota: safetensors' own error type
+            raise JaxpipeError(f"{path}: cannot write the model file ({exc}); nothing was "
+                               "replaced") from None
 
 
 def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:

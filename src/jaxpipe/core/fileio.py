@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +42,9 @@ def _before_rename() -> None:
     confirm_before_output()
 
 
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EIO}
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``dest``; rename it onto ``dest`` only if the block succeeds."""
@@ -50,7 +54,13 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRORS:
+                raise
+            raise JaxpipeError(f"{dest}: cannot write ({exc.strerror}); nothing was replaced"
+                               ) from None
         _before_rename()
         tmp_path.chmod(0o666 & ~_UMASK)
         os.replace(tmp_path, dest)
@@ -103,7 +113,17 @@ def output_set(*dests: str | Path) -> Iterator[list[Path]]:
         os.unlink(tmp)  # a name only: the writer makes a file or a folder there
         staged.append(Path(tmp))
     try:
-        yield staged
+        try:
+            yield staged
+        except (JaxpipeError, OSError) as exc:  # name the outputs, not their staging paths
+            if isinstance(exc, OSError) and exc.errno not in _DISK_ERRORS:
+                raise
+            text = str(exc) if isinstance(exc, JaxpipeError) else (
+                f"{exc.filename}: cannot write ({exc.strerror}); nothing was replaced")
+            for tmp, dest in zip(staged, targets, strict=True):
+                text = text.replace(str(tmp), str(dest))
+            raise type(exc)(text) if isinstance(exc, JaxpipeError) else JaxpipeError(text
+                                                                                      ) from None
         for tmp, dest in zip(staged, targets, strict=True):
             if not tmp.exists():
                 raise FileNotFoundError(f"{dest}: the stage wrote no output")
