@@ -185,3 +185,25 @@ def test_the_bar_shows_the_epochs_mean_loss_so_far() -> None:
     assert mean.add(losses) == 3.0
     losses += [jnp.float32(v) for v in (0.0, 2.0)]
     assert mean.add(losses) == 2.0 and mean.read == 4  # only the new ones were read
+
+
+def test_softmax_gradient_through_its_stored_transpose_is_autodiffs() -> None:
+    """The weight gradient is computed as x_t @ g (a product YNNPACK takes, the same bytes
+    on every CPU): the same gradient as differentiating x @ W."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = jax.nn.one_hot(rng.integers(0, 3, 64), 3)
+    params = {"W": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32), "b": jnp.zeros(3)}
+
+    def plain(p):
+        logp = jax.nn.log_softmax(x @ p["W"] + p["b"])
+        return -jnp.mean(jnp.sum(y * logp, axis=1)) + 0.5 * 0.01 * jnp.sum(p["W"] ** 2)
+
+    ours = jax.grad(softmax._loss)(params, x, np.ascontiguousarray(x.T), y, 0.01)
+    theirs = jax.grad(plain)(params)
+    np.testing.assert_allclose(ours["W"], theirs["W"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours["b"], theirs["b"], rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(ours["W"]).max()) > 1e-3

@@ -7,8 +7,9 @@ so the same inputs give the same bytes on any x86-64 machine with AVX2:
   convolution weight gradient, a dot that contracts the batch) by the size of its thread
   pool, which otherwise follows the number of cores;
 - the instruction-set cap (``--xla_cpu_max_isa=AVX2`` in ``XLA_FLAGS``): an AVX-512 machine
-  runs XLA's AVX2 kernels. (Libraries XLA calls pick their own kernels: see README, "Across
-  CPU models".)
+  runs XLA's AVX2 kernels;
+- ``--xla_cpu_enable_platform_dependent_math=false``: XLA asks YNNPACK, which runs most
+  matrix products, for results identical on every CPU (see README, "Across CPU models").
 
 It also turns on JAX's persistent compilation cache in a user-level folder
 (``$XDG_CACHE_HOME/jaxpipe/jax``, else ``~/.cache/jaxpipe/jax``; never a DVC output), so a
@@ -26,14 +27,17 @@ __version__ = "0.1.0"
 
 XLA_THREADS = 2
 XLA_ISA = "AVX2"
+# YNNPACK's consistent arithmetic: the same sums on every CPU one build runs on (README)
+XLA_PINS = {"--xla_cpu_enable_platform_dependent_math": "false"}
 
 
 def _pin_cpu_numerics() -> None:
     _os.environ["PJRT_NPROC"] = str(XLA_THREADS)
     if _platform.machine().lower() in ("x86_64", "amd64"):
+        pinned = {"--xla_cpu_max_isa": XLA_ISA, **XLA_PINS}
         flags = [f for f in _os.environ.get("XLA_FLAGS", "").split()
-                 if not f.startswith("--xla_cpu_max_isa")]
-        _os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_cpu_max_isa={XLA_ISA}"])
+                 if f.split("=")[0] not in pinned]
+        _os.environ["XLA_FLAGS"] = " ".join([*flags, *(f"{k}={v}" for k, v in pinned.items())])
     # JAX is looked up, never imported: a stage that does not use JAX must not load it
     xla_bridge = _sys.modules.get("jax._src.xla_bridge")
     if xla_bridge is not None:  # too late if a computation already started the backend

@@ -20,6 +20,7 @@ of its own model and no other. ``jaxpipe new family NAME`` writes one.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import time
@@ -88,6 +89,35 @@ def epoch_done(epoch: int, **figures: float) -> None:
     """A family's training loop reports a finished epoch (counted from 1) and its figures."""
     for watcher in list(_epoch_watchers):
         watcher(epoch, **figures)
+
+
+@functools.cache
+def _data_product() -> Callable:
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def product(x: Any, x_t: Any, w: Any) -> Any:
+        return x @ w
+
+    def forward(x: Any, x_t: Any, w: Any) -> tuple:
+        return x @ w, (x, x_t)
+
+    def backward(saved: tuple, g: Any) -> tuple:
+        x, x_t = saved  # the data is not trained: its cotangents are zero
+        return jnp.zeros_like(x), jnp.zeros_like(x_t), x_t @ g
+
+    product.defvjp(forward, backward)
+    return product
+
+
+def data_product(x: Any, x_t: Any, w: Any) -> Any:
+    """``x @ w`` for a data matrix ``x`` (rows: examples), whose gradient in ``w`` is taken
+    as ``x_t @ g`` from ``x_t``, ``x``'s transpose stored row major. Differentiating ``x @ w``
+    itself gives ``x.T @ g``, a product with a transposed left operand, which YNNPACK refuses;
+    XLA then hands it to oneDNN, whose AVX-512 and AVX2 kernels add in other orders (other
+    bytes per CPU). YNNPACK's consistent arithmetic gives the same bytes on every CPU."""
+    return _data_product()(x, x_t, w)
 
 
 def families() -> list[str]:

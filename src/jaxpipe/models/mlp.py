@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task
+from jaxpipe.models import Fit, Guarded, Task, data_product
 
 MAX_HIDDEN = 4096  # hidden units: far above XOR's 3, far below what exhausts memory
 
@@ -58,26 +58,28 @@ def init(cfg: Config, n_features: int) -> Params:
             "b2": jax.random.normal(k4, ())}
 
 
-def forward(params: Params, x: jax.Array) -> jax.Array:
-    """Probability of class 1."""
-    z = jnp.tanh(x @ params["W1"] + params["b1"])
+def forward(params: Params, x: jax.Array, x_t: jax.Array | None = None) -> jax.Array:
+    """Probability of class 1 (``x_t``: ``x`` transposed, for a CPU-independent gradient)."""
+    first = x @ params["W1"] if x_t is None else data_product(x, x_t, params["W1"])
+    z = jnp.tanh(first + params["b1"])
     return jax.nn.sigmoid(z @ params["w2"] + params["b2"])
 
 
-def loss(params: Params, x: jax.Array, y: jax.Array, eps: float) -> jax.Array:
-    p = forward(params, x)
+def loss(params: Params, x: jax.Array, y: jax.Array, eps: float,
+         x_t: jax.Array | None = None) -> jax.Array:
+    p = forward(params, x, x_t)
     return -jnp.mean(y * jnp.log(p + eps) + (1 - y) * jnp.log(1 - p + eps))
 
 
 @partial(jax.jit, static_argnames=("check_every", "max_steps"))
-def _loop(params: Params, x, y, lr, eps, check_every: int, max_steps: int):
+def _loop(params: Params, x, x_t, y, lr, eps, check_every: int, max_steps: int):
     grad = jax.value_and_grad(loss)
     chunks = max_steps // check_every
     losses = jnp.full((chunks * check_every,), jnp.nan)
 
     def step(i, carry):
         p, losses, base = carry
-        loss, g = grad(p, x, y, eps)
+        loss, g = grad(p, x, y, eps, x_t)
         p = jax.tree.map(lambda a, b: a - lr * b, p, g)
         return p, losses.at[base + i].set(loss), base
 
@@ -100,8 +102,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
     train = data.split("train")
     params = init(cfg, train.x.shape[1])
     y = jnp.asarray(train.y, jnp.float32)
-    params, losses, steps, done = _loop(params, train.x, y, cfg.lr, cfg.eps, cfg.check_every,
-                                        cfg.max_steps)
+    params, losses, steps, done = _loop(params, train.x, np.ascontiguousarray(train.x.T), y,
+                                        cfg.lr, cfg.eps, cfg.check_every, cfg.max_steps)
     steps = int(steps)
     info = {"steps": steps, "converged": bool(done), "final_loss": float(losses[steps - 1])}
     return Fit(params, {"train_loss": losses[:steps]}, info)

@@ -17,7 +17,7 @@ import optax
 
 from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task
+from jaxpipe.models import Fit, Guarded, Task, data_product
 
 Params = dict[str, jax.Array]
 TASK: Task = "multiclass"
@@ -45,19 +45,19 @@ def init(cfg: Config, n_features: int, n_classes: int) -> Params:
     return {"W": w, "b": jnp.zeros((n_classes,))}
 
 
-def _loss(params: Params, x, y_onehot, l2: float) -> jax.Array:
-    logp = jax.nn.log_softmax(x @ params["W"] + params["b"])
+def _loss(params: Params, x, x_t, y_onehot, l2: float) -> jax.Array:
+    logp = jax.nn.log_softmax(data_product(x, x_t, params["W"]) + params["b"])
     return -jnp.mean(jnp.sum(y_onehot * logp, axis=1)) + 0.5 * l2 * jnp.sum(params["W"] ** 2)
 
 
 @partial(jax.jit, static_argnames=("steps", "lr"))
-def _loop(params: Params, x, y_onehot, l2, steps: int, lr: float):
+def _loop(params: Params, x, x_t, y_onehot, l2, steps: int, lr: float):
     tx = optax.adam(lr)
     grad = jax.value_and_grad(_loss)
 
     def step(carry, _):
         p, state = carry
-        loss, g = grad(p, x, y_onehot, l2)
+        loss, g = grad(p, x, x_t, y_onehot, l2)
         updates, state = tx.update(g, state, p)
         return (optax.apply_updates(p, updates), state), {"train_loss": loss}
 
@@ -70,8 +70,8 @@ def fit(cfg: Config, data: Dataset) -> Fit:
     train = data.split("train")
     n_classes = int(np.max(train.y)) + 1
     params = init(cfg, train.x.shape[1], n_classes)
-    params, history = _loop(params, train.x, jax.nn.one_hot(train.y, n_classes), cfg.l2,
-                            cfg.steps, cfg.lr)
+    params, history = _loop(params, train.x, np.ascontiguousarray(train.x.T),
+                            jax.nn.one_hot(train.y, n_classes), cfg.l2, cfg.steps, cfg.lr)
     return Fit(params, history, {"n_classes": n_classes})
 
 
