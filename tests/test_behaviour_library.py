@@ -287,10 +287,13 @@ def test_jaxpipe_caps_the_isa_and_keeps_the_other_xla_flags(
 
     import jaxpipe
 
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512 --xla_foo=1")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512 --xla_foo=1 "
+                       "--xla_cpu_enable_platform_dependent_math=true")
     jaxpipe._pin_cpu_numerics()
     if platform.machine().lower() in ("x86_64", "amd64"):
-        assert os.environ["XLA_FLAGS"] == f"--xla_foo=1 --xla_cpu_max_isa={jaxpipe.XLA_ISA}"
+        assert os.environ["XLA_FLAGS"] == (
+            f"--xla_foo=1 --xla_cpu_max_isa={jaxpipe.XLA_ISA} "
+            "--xla_cpu_enable_platform_dependent_math=false")  # consistent YNNPACK sums
 
 
 def test_the_compilation_cache_lives_under_the_home_cache_by_default(
