@@ -88,7 +88,7 @@ def profile_jax_step() -> dict:
     from jaxpipe.train import load_train_config
 
     cfg = load_train_config(ROOT / "params.yaml", "cnn_mnist").config
-    options = xla_options(cfg)
+    options = xla_options(cfg.compiler_options)
     train = load_dataset(MNIST).split("train")
     grid = mesh.data_mesh(1)
     graphdef, params = net.init(cfg.seed)

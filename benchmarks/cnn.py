@@ -34,7 +34,7 @@ class PlainCNN(nnx.Module):
 
 
 def jax_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int, plain: bool,
-                   options: dict[str, str]) -> dict:
+                   options: dict[str, str | bool | list[str]]) -> dict:
     """Images/s of the training step (jaxpipe's, or the plain one) after compilation."""
     if plain:
         graphdef, params = nnx.split(PlainCNN(nnx.Rngs(0)), nnx.Param)
@@ -42,8 +42,7 @@ def jax_throughput(x: np.ndarray, y: np.ndarray, steps: int, batch: int, plain: 
         graphdef, params = cnn.init(0)
     tx = optax.adam(1e-3)
     opt_state = tx.init(params)
-    step, _ = cnn.compiled_steps(tuple(sorted((k, ",".join(v) if isinstance(v, list) else v)
-                                              for k, v in options.items())))
+    step, _ = cnn.compiled_steps(cnn.xla_options(options))
     x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
     idx = jnp.arange(steps * batch).reshape(steps, batch) % len(x)
     started = time.perf_counter()

@@ -154,3 +154,25 @@ def help_text(main, capsys, monkeypatch) -> str:
     with pytest.raises(SystemExit):
         main(["--help"])
     return " ".join(capsys.readouterr().out.split())
+
+
+def model_outputs(root: Path) -> dict[str, bytes]:
+    """Every model and metrics file of a workspace, by path."""
+    files = [*root.glob("data/models/*.safetensors"), *root.glob("metrics/*.json")]
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(files)}
+
+
+def assert_pulled_whole(mate: Path, original: Path, run) -> None:
+    """A teammate's clone after ``dvc pull`` (``run(cwd, *cmd)`` runs a command there): its
+    status is clean, ``dvc repro`` runs nothing, and every model and metrics file (one of
+    each per model of dvc.yaml) is byte-identical to ``original``'s."""
+    import json
+
+    from jaxpipe.preflight import stage_items
+    from jaxpipe.tools.workspace import ran_stages
+
+    assert json.loads(run(mate, "dvc", "status", "--json").stdout or "{}") == {}
+    assert ran_stages(run(mate, "dvc", "repro").stdout) == []
+    mine, theirs = model_outputs(mate), model_outputs(original)
+    models = stage_items(original / "dvc.yaml")["train"]  # a model and metrics each
+    assert mine == theirs and len(mine) == 2 * len(models)

@@ -412,14 +412,20 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 def test_a_trickling_server_cannot_outlast_the_deadline(tmp_path: Path, mode: str) -> None:
     """Each read gets a byte well within timeout_s, yet the download ends at deadline_s,
     whether or not the server announced a Content-Length."""
-    with serving(_Hostile, wait_for_handlers=False) as base:
+    _ends_at_the_deadline(_Hostile, f"/{mode}/{NAME}", spec_of(BODY, mode == "trickle"),
+                          tmp_path)
+
+
+def _ends_at_the_deadline(handler: type, path: str, spec: FileSpec, tmp_path: Path) -> None:
+    """A download from ``handler``'s server, every read within its 2 s timeout: it ends at
+    the 3 s deadline with that one line, and leaves no file."""
+    with serving(handler, wait_for_handlers=False) as base:
         started = time.monotonic()
         with pytest.raises(DownloadError) as err:
-            fetch_url(f"{base}/{mode}/{NAME}", tmp_path / NAME, spec_of(BODY, mode == "trickle"),
-                      timeout=2, deadline=3, max_bytes=len(BODY))
+            fetch_url(f"{base}{path}", tmp_path / NAME, spec, timeout=2, deadline=3,
+                      max_bytes=len(BODY))
         took = time.monotonic() - started
-    assert str(err.value) == (f"{base}/{mode}/{NAME}: not finished after the 3 s deadline "
-                              "(deadline_s)")
+    assert str(err.value) == f"{base}{path}: not finished after the 3 s deadline (deadline_s)"
     assert 2.9 < took < 4.5
     assert list(tmp_path.iterdir()) == []
 
@@ -469,12 +475,4 @@ class _SlowHeaders(http.server.BaseHTTPRequestHandler):
 def test_a_server_slow_to_send_its_headers_cannot_outlast_the_deadline(tmp_path: Path) -> None:
     """Each header byte comes well within timeout_s; the deadline still ends the download,
     before the body's reads (which bound themselves) even start."""
-    with serving(_SlowHeaders, wait_for_handlers=False) as base:
-        started = time.monotonic()
-        with pytest.raises(DownloadError) as err:
-            fetch_url(f"{base}/{NAME}", tmp_path / NAME, spec_of(BODY), timeout=2, deadline=3,
-                      max_bytes=len(BODY))
-        took = time.monotonic() - started
-    assert str(err.value) == f"{base}/{NAME}: not finished after the 3 s deadline (deadline_s)"
-    assert 2.9 < took < 4.5
-    assert list(tmp_path.iterdir()) == []
+    _ends_at_the_deadline(_SlowHeaders, f"/{NAME}", spec_of(BODY), tmp_path)

@@ -19,8 +19,8 @@ import pytest
 import requests
 import yaml
 from botocore.exceptions import ClientError
+from helpers import assert_pulled_whole
 
-from jaxpipe.preflight import stage_items
 from jaxpipe.tools.workspace import GIT_ENV, git, ran_stages
 
 ROOT = Path(__file__).parents[1]
@@ -164,12 +164,6 @@ def team(pipeline, s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Team:
     return Team(bare, origin, time.perf_counter() - start)
 
 
-def outputs(root: Path) -> dict[str, bytes]:
-    """Every model and metrics file, by path."""
-    files = [*root.glob("data/models/*.safetensors"), *root.glob("metrics/*.json")]
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(files)}
-
-
 def exp_metrics(shown: list) -> dict[str, dict]:
     """``dvc exp show --json``: each named experiment's logreg_mobile metrics."""
     found = {}
@@ -220,11 +214,7 @@ def test_clone_and_pull_from_s3_restores_everything(team: Team, s3: S3, pipeline
     start = time.perf_counter()
     run(mate, "dvc", "pull")
     seconds = time.perf_counter() - start
-    assert json.loads(run(mate, "dvc", "status", "--json").stdout or "{}") == {}
-    assert ran_stages(run(mate, "dvc", "repro").stdout) == []
-    mine, theirs = outputs(mate), outputs(pipeline.root)
-    models = stage_items(pipeline.root / "dvc.yaml")["train"]  # a model and metrics each
-    assert mine == theirs and len(mine) == 2 * len(models)
+    assert_pulled_whole(mate, pipeline.root, run)
     size = sum(f.stat().st_size for f in (mate / "data").rglob("*") if f.is_file())
     print(f"\ndvc pull: data/ {size / 1e6:.1f} MB (+ metrics, plots) in {seconds:.1f} s")
 

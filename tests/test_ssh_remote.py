@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import assert_pulled_whole, model_outputs
 
-from jaxpipe.preflight import stage_items
-from jaxpipe.tools.workspace import GIT_ENV, git, ran_stages
+from jaxpipe.tools.workspace import GIT_ENV, git
 
 SSHD, SFTP = Path("/usr/sbin/sshd"), Path("/usr/lib/openssh/sftp-server")  # Debian's paths
 USER = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
@@ -262,12 +262,6 @@ def team(pipeline, server: Server, keys: Keys, run,
     return Team(bare, origin, store, time.perf_counter() - start)
 
 
-def outputs(root: Path) -> dict[str, bytes]:
-    """Every model and metrics file, by path."""
-    files = [*root.glob("data/models/*.safetensors"), *root.glob("metrics/*.json")]
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(files)}
-
-
 def lock_hashes(repo: Path) -> set[str]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     return {out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
@@ -405,11 +399,7 @@ def test_clone_and_pull_over_ssh_restores_everything(team: Team, keys: Keys, pip
     start = time.perf_counter()
     run(mate, "dvc", "pull")
     seconds = time.perf_counter() - start
-    assert json.loads(run(mate, "dvc", "status", "--json").stdout or "{}") == {}
-    assert ran_stages(run(mate, "dvc", "repro").stdout) == []
-    mine, theirs = outputs(mate), outputs(pipeline.root)
-    models = stage_items(pipeline.root / "dvc.yaml")["train"]  # a model and metrics each
-    assert mine == theirs and len(mine) == 2 * len(models)
+    assert_pulled_whole(mate, pipeline.root, run)
     assert corrupt(mate / ".dvc" / "cache") == []
     print(f"\ndvc pull over SSH: {len(objects(mate / '.dvc' / 'cache'))} objects in"
           f" {seconds:.1f} s")
@@ -471,7 +461,7 @@ def test_a_pull_cut_off_by_a_server_crash_completes_on_retry(team: Team, slow_se
     slow_server.start()
     run(mate, "dvc", "pull")  # a plain retry
     assert corrupt(cache) == [] and leftovers(cache) == []
-    assert outputs(mate) == outputs(pipeline.root)
+    assert model_outputs(mate) == model_outputs(pipeline.root)
     assert json.loads(run(mate, "dvc", "status", "--json").stdout or "{}") == {}
 
 

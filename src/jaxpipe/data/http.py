@@ -35,7 +35,7 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float, deadline: fl
     shown = redact(url, url)  # every line names the URL without its credentials
     limits = _Limits(time.monotonic() + deadline, deadline,
                      min(max_bytes, spec.size) if spec.size else max_bytes)
-    late = f"{shown}: not finished after the {deadline:.0f} s deadline (deadline_s)"
+    late = _late(shown, deadline)
     with atomic_path(dest) as tmp, _Watchdog(limits.ends) as watchdog:
         try:
             with watchdog.opener.open(url, timeout=_read_timeout(timeout, limits)) as resp, \
@@ -111,6 +111,10 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, dea
     return None, failures
 
 
+def _late(url: str, seconds: float) -> str:
+    return f"{url}: not finished after the {seconds:.0f} s deadline (deadline_s)"
+
+
 class _Watchdog:
     """Cuts the connection when the deadline passes, whatever phase it is in: a server that
     sends its status line and headers a byte at a time, each within ``timeout_s``, is held
@@ -174,16 +178,14 @@ def _stream(resp: http.client.HTTPResponse, out, total: int | None, name: str,
     with bar:
         while True:
             if time.monotonic() > limits.ends:
-                raise DownloadError(f"{url}: not finished after the {limits.seconds:.0f} s "
-                                    "deadline (deadline_s)")
+                raise DownloadError(_late(url, limits.seconds))
             if sock is not None:
                 sock.settimeout(_read_timeout(timeout, limits))
             try:
                 block = resp.read1(_CHUNK)
             except TimeoutError:
                 if time.monotonic() >= limits.ends - 0.01:
-                    raise DownloadError(f"{url}: not finished after the {limits.seconds:.0f} s "
-                                        "deadline (deadline_s)") from None
+                    raise DownloadError(_late(url, limits.seconds)) from None
                 raise
             except http.client.IncompleteRead as exc:  # a chunked body cut short
                 raise DownloadError(f"{url}: truncated transfer, the connection closed after "

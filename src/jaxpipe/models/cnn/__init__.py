@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -95,10 +96,10 @@ def _source(cfg: Config, data: Dataset, mesh_size: int) -> loop.InMemory | strea
     return stream.ImageRows(data.path / "train.parquet", data.scaler, cfg.max_train_images)
 
 
-def xla_options(cfg: Config) -> tuple[tuple[str, str | bool | int], ...]:
+def xla_options(options: Mapping[str, str | bool | int | list[str]]) -> net.Options:
     """``compiler_options`` as XLA takes them (a list joined by commas), sorted and hashable."""
     return tuple(sorted((k, ",".join(v) if isinstance(v, list) else v)
-                        for k, v in cfg.compiler_options.items()))
+                        for k, v in options.items()))
 
 
 def fit(cfg: Config, data: Dataset) -> Fit:
@@ -111,7 +112,7 @@ def fit(cfg: Config, data: Dataset) -> Fit:
         y = source.labels if streamed else source.y[: cfg.max_train_images]
         _check_inputs(data, "train", (len(y), *source.shape, 1) if streamed else source.x.shape, y)
         _check_inputs(data, "val", val.x.shape, val.y)
-    n_batches, options = len(y) // cfg.batch_size, xla_options(cfg)
+    n_batches, options = len(y) // cfg.batch_size, xla_options(cfg.compiler_options)
     if n_batches == 0:
         raise JaxpipeError(f"batch_size {cfg.batch_size} exceeds the {len(y)} training images")
     if cfg.batch_size % grid.size:
@@ -162,7 +163,7 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 
 def predict(cfg: Config, params: nnx.State, x: np.ndarray) -> np.ndarray:
     """Class probabilities, compiled with the same options as training."""
-    forward = compiled_steps(xla_options(cfg))[1]
+    forward = compiled_steps(xla_options(cfg.compiler_options))[1]
     return net.probs(net.abstract()[0], params, x, cfg.eval_batch_size, forward)
 
 
