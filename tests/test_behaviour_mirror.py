@@ -145,7 +145,7 @@ def test_the_help_says_what_each_option_does(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     text = help_text(main, capsys, monkeypatch)
     for said in ("Point the pipeline at a local mirror whose files differ from the official ones.",
-                 "mirror mirror directory (e.g. ../shared/datasets)",
+                 "mirror mirror directory (a folder per data set, each with its MD5SUMS)",
                  "--reset drop every local override",
                  "--params PARAMS", "--local LOCAL the local overrides file the download stages "
                                     "read"):

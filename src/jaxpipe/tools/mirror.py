@@ -1,7 +1,7 @@
 """Point the pipeline at a local mirror whose files differ from the official ones.
 
-A team's internal mirror (or ``../shared/datasets``, whose MNIST training files are a real
-subset) lists each file's MD5 in ``<mirror>/<folder>/MD5SUMS``. This writes the checksums
+A team's internal mirror (or a local copy holding a subset, such as a few MNIST training
+files) lists each file's MD5 in ``<mirror>/<folder>/MD5SUMS``. This writes the checksums
 that differ from params.yaml's into ``params.local.yaml``, the overrides file the download
 stages read (dvc.yaml lists it as their params file, so dvc.lock records it): params.yaml
 keeps the official checksums, and the one file that differs says what it is for.
@@ -141,7 +141,7 @@ def guard_commits(local_path: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mirror", type=Path, nargs="?",
-                        help="mirror directory (e.g. ../shared/datasets)")
+                        help="mirror directory (a folder per data set, each with its MD5SUMS)")
     parser.add_argument("--reset", action="store_true", help="drop every local override")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--local", type=Path, default=Path("params.local.yaml"),
