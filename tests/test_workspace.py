@@ -1,6 +1,6 @@
 """``jaxpipe.tools.workspace`` in-process: which files a workspace copies, params overrides
-(comments kept, a one-line error naming the key at fault), the git repo it makes, run configs
-of another machine, and what ``dvc`` is run with."""
+(comments kept, a one-line error naming the key at fault), the git repo it makes, run
+configs of another machine, and what ``dvc`` is run with."""
 
 from __future__ import annotations
 
@@ -338,3 +338,14 @@ def test_without_dvc_on_the_path_the_program_is_named(tmp_path: Path,
     with pytest.raises(FileNotFoundError) as caught:
         dvc(tmp_path, "status")
     assert caught.value.filename == "dvc"
+
+
+def test_run_configs_parse_and_refuse_what_this_machine_cannot_do() -> None:
+    assert RunConfig.parse("cores=1,isa=AVX") == RunConfig(cores=1, isa="AVX")
+    assert str(RunConfig(cores=1, isa="AVX")) == "cores=1,isa=AVX"
+    assert RunConfig(isa="AVX2").env({"XLA_FLAGS": "--a"})["XLA_FLAGS"] == (
+        "--a --xla_cpu_max_isa=AVX2")
+    with pytest.raises(JaxpipeError, match="cores=1000"):
+        RunConfig.parse("cores=1000")
+    with pytest.raises(JaxpipeError, match="isa=AVX9"):
+        RunConfig.parse("isa=AVX9")

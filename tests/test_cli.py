@@ -1,5 +1,5 @@
-"""The ``jaxpipe`` command in-process: ``main`` with an argv list (exit codes, files, messages),
-and ``entry`` as the console script runs it (one line on stderr, exit code 2)."""
+"""``jaxpipe.cli`` in-process: ``main`` with an argv list (exit codes, files, messages), and
+``entry`` as the console script runs it (one line on stderr, exit code 2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The scaling benchmark, called in-process: what one measurement trains on and how it turns
-times into rates, and how the parent runs one worker per device count (the environment and
-command line each gets, what it prints, a worker's failure).
+"""``jaxpipe.tools.scaling``, the scaling benchmark, called in-process: what one measurement
+trains on and how it turns times into rates, and how the parent runs one worker per device
+count (the environment and command line each gets, what it prints, a worker's failure).
 
 No JAX training here (the e2e-sized work is the benchmark itself): ``measure`` is checked
 with ``cnn.fit`` replaced by a recorder on a scripted clock, so the data, the configs and

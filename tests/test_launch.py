@@ -1,7 +1,8 @@
-"""The multi-process launcher, called in-process: the environment that joins each process to
-the others, the exit status it reports (the first failure, 124 on timeout), that it stops
-the other processes when one fails, and what its command line accepts. The processes it
-starts are real (a tiny Python script that writes down what it was given)."""
+"""``jaxpipe.launch``, the multi-process launcher, called in-process: the environment that
+joins each process to the others, the exit status it reports (the first failure, 124 on
+timeout), that it stops the other processes when one fails, and what its command line
+accepts. The processes it starts are real (a tiny Python script that writes down what it
+was given)."""
 
 from __future__ import annotations
 

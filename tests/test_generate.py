@@ -1,5 +1,6 @@
-"""The synthetic data sets of docs/SYSTEMS.md systems 2, 3 and 5: exact values from a given seed, the
-documented formulas, shapes, dtypes, class balance, and every bound of ``generate.<name>``."""
+"""``jaxpipe.data.generate``: the synthetic data sets of docs/SYSTEMS.md systems 2, 3 and 5:
+exact values from a given seed, the documented formulas, shapes, dtypes, class balance,
+and every bound of ``generate.<name>``."""
 
 from __future__ import annotations
 
