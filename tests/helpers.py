@@ -1,4 +1,5 @@
-"""Test helpers: small real data files and a real HTTP server on 127.0.0.1."""
+"""Test helpers: small real data files, a real HTTP server on 127.0.0.1, and the pieces
+several test files share."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from jaxpipe.data.idx import write_idx
 from jaxpipe.data.raw import MNIST_FILES
+from jaxpipe.data.specs import DownloadConfig, FileSpec
 
 MOBILE_COLUMNS = [
     "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
@@ -137,6 +139,99 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# Downloads (test_http.py, test_sources.py): file specs, and a server that answers oddly.
+IMAGES = "train-images-idx3-ubyte.gz"  # the file name spec_of gives by default
+LABELS = "t10k-labels-idx1-ubyte.gz"  # a file of the fake mirror (spec_for)
+BODY = np.random.default_rng(0).integers(0, 256, 100 << 10, dtype=np.uint8).tobytes()  # 100 KiB
+
+
+def spec_of(data: bytes, sized: bool = True, name: str = IMAGES) -> FileSpec:
+    return FileSpec(name=name, md5=hashlib.md5(data).hexdigest(),  # noqa: S324
+                    size=len(data) if sized else None)
+
+
+def spec_for(mirror: Path) -> FileSpec:
+    """The spec of LABELS as ``mirror`` holds it."""
+    path = mirror / "mnist" / LABELS
+    return FileSpec(name=LABELS, md5=md5(path), size=path.stat().st_size)
+
+
+def download_config(urls: list[str], spec: FileSpec, **limits: float) -> DownloadConfig:
+    """``spec`` as file ``f`` of the ``mnist`` mirror folder, from ``urls``; timeout_s 5 s."""
+    return DownloadConfig(mirror_folder="mnist", files={"f": spec}, urls=urls,
+                          **{"timeout_s": 5.0, **limits})
+
+
+class OddHandler(http.server.BaseHTTPRequestHandler):
+    """``/endless/``: 64 MiB with no length; ``/nolength/``: BODY with no Content-Length;
+    ``/bogus/``: a Content-Length that is not a number; ``/silent/``: a length, 10 bytes, then
+    silence (2 s); ``/chunked/``: BODY in 10 kB chunks, cut off after 7 of them;
+    ``/gateway/``: what a proxy says when it cannot reach the internet (HTTP 504)."""
+
+    protocol_version = "HTTP/1.1"
+    sent: list[int] = []  # bytes each ``/endless/`` response got out before the client left
+    done = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802
+        mode = self.path.strip("/").split("/")[0]
+        if mode == "endless":
+            self._endless()
+            return
+        if mode == "gateway":
+            self.send_error(504)
+            return
+        self.send_response(200)
+        if mode == "nolength":
+            self.send_header("Connection", "close")
+        elif mode == "bogus":
+            self.send_header("Content-Length", "lots")
+            self.send_header("Connection", "close")
+        elif mode == "silent":
+            self.send_header("Content-Length", str(len(BODY)))
+        elif mode == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            if mode == "silent":
+                self.wfile.write(BODY[:10])
+                self.wfile.flush()
+                time.sleep(2)
+            elif mode == "chunked":
+                for start in range(0, 70_000, 10_000):
+                    self.wfile.write(b"%x\r\n" % 10_000 + BODY[start: start + 10_000] + b"\r\n")
+                self.wfile.write(b"2710\r\n" + BODY[70_000: 70_100])  # a chunk cut short
+            else:
+                self.wfile.write(BODY)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def _endless(self) -> None:
+        """No length, 64 KiB blocks up to 64 MiB: counts what it got out."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        sent = 0
+        try:
+            for _ in range(1024):
+                self.wfile.write(b"x" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            OddHandler.sent.append(sent)
+            OddHandler.done.set()
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def odd_server() -> AbstractContextManager[str]:
+    """OddHandler's server; closing does not wait for a handler that still sends."""
+    return serving(OddHandler, wait_for_handlers=False)
 
 
 def make_dataset(scaler: dict | None = None, **splits: tuple[np.ndarray, np.ndarray]):

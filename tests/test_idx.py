@@ -1,4 +1,5 @@
-"""IDX parsing on small files the tests write."""
+"""``jaxpipe.data.idx``: IDX parsing on small files the tests write, and every check of an
+IDX header (magic number, dimensions, the size cap)."""
 
 import gzip
 from pathlib import Path
@@ -69,3 +70,34 @@ def test_trailing_bytes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(JaxpipeError, match=r"header says \(2, 2\) \(4 payload bytes\), file has "
                                            r"more than 4"):
         read_idx(path)
+
+
+def _idx_bytes(head: bytes, dims: list[int], payload: bytes) -> bytes:
+    return head + np.asarray(dims, ">u4").tobytes() + payload
+
+
+@pytest.mark.parametrize("head", [b"\x01\x00\x08\x01", b"\x00\x01\x08\x01", b"\x00\x00\x07\x01",
+                                  b"\x00\x00"])
+def test_every_byte_of_the_idx_magic_is_checked(tmp_path: Path, head: bytes) -> None:
+    path = tmp_path / "x.idx"
+    path.write_bytes(_idx_bytes(head, [3] if len(head) == 4 else [], b"abc"))
+    with pytest.raises(JaxpipeError, match=r"x\.idx: not an IDX file \(bad magic number\)"):
+        read_idx(path)
+
+
+def test_a_truncated_idx_header_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "x.idx.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(b"\x00\x00\x08\x03" + np.asarray([2, 2], ">u4").tobytes())  # 3 dims, 2 given
+    with pytest.raises(JaxpipeError, match=r"x\.idx\.gz: truncated IDX header"):
+        read_idx(path)
+
+
+def test_an_idx_payload_exactly_at_the_cap_is_read_in_big_endian(tmp_path: Path) -> None:
+    path = tmp_path / "x.idx"
+    path.write_bytes(_idx_bytes(b"\x00\x00\x0b\x02", [2, 3], np.arange(6, dtype=">i2").tobytes()))
+    array = read_idx(path, max_bytes=12)
+    assert array.dtype == np.dtype("int16") and array.dtype.byteorder in "=<"
+    assert array.tolist() == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(JaxpipeError, match=r"header says \(2, 3\), 12 bytes, more than the 11 "):
+        read_idx(path, max_bytes=11)

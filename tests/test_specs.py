@@ -1,5 +1,5 @@
-"""What params may say about a download: every range check of DownloadConfig and FileSpec
-names its key and its rule, and holds at its boundary."""
+"""``jaxpipe.data.specs``: what params may say about a download: every range check of
+DownloadConfig and FileSpec names its key and its rule, and holds at its boundary."""
 
 import pytest
 
@@ -53,3 +53,8 @@ def test_an_md5_must_be_32_lowercase_hex_digits(md5: str) -> None:
     with pytest.raises(ValueError, match="md5: .* is not a 32-digit lowercase hex MD5"):
         FileSpec(name="a", md5=md5)
     assert FileSpec(name="..a", md5=MD5).name == "..a"
+
+
+def test_filespec_rejects_bad_md5() -> None:
+    with pytest.raises(ValueError, match="md5"):
+        FileSpec(name="x", md5="nothex")
