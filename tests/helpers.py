@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from jaxpipe.data.idx import write_idx
@@ -232,6 +233,34 @@ class OddHandler(http.server.BaseHTTPRequestHandler):
 def odd_server() -> AbstractContextManager[str]:
     """OddHandler's server; closing does not wait for a handler that still sends."""
     return serving(OddHandler, wait_for_handlers=False)
+
+
+# Writers (test_fileio.py, test_artifacts.py, test_tables.py): the same content built in
+# another order gives the same bytes.
+MODEL_META = {"model": "m", "kind": "logreg", "config": {"lr": 0.1, "steps": 5, "l2": 0.0},
+              "info": {"steps": 5, "converged": True},
+              "scaler": {"features": ["a", "b"], "mean": [0.5, 1.5]}}
+
+
+def reordered(value):
+    """The same mapping with every dict's keys inserted in reverse order."""
+    if isinstance(value, dict):
+        return {k: reordered(value[k]) for k in reversed(list(value))}
+    return value
+
+
+def random_table(n: int = 50) -> pa.Table:
+    """Two float columns and a 0/1 target ``y``, the same for the same ``n``."""
+    rng = np.random.default_rng(0)
+    return pa.table({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                     "y": pa.array(rng.integers(0, 2, n))})
+
+
+def params_yaml(folder: Path, text: str) -> Path:
+    """``text`` written as ``folder``/params.yaml."""
+    path = folder / "params.yaml"
+    path.write_text(text)
+    return path
 
 
 def make_dataset(scaler: dict | None = None, **splits: tuple[np.ndarray, np.ndarray]):

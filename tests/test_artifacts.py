@@ -1,11 +1,16 @@
-"""Model files: safe format, round trip, byte-identical for the same seed, clear errors."""
+"""``jaxpipe.artifacts``: model files: safe format, round trip, byte-identical for the same
+seed and whatever the order of their tensors and metadata, no NaN or infinity in the
+metadata, clear errors."""
 
+import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import MODEL_META, reordered
 
 from jaxpipe.artifacts import flatten, load_model, save_model, unflatten
 from jaxpipe.core.errors import JaxpipeError
@@ -166,3 +171,26 @@ def test_a_good_file_loads_as_its_kind(tmp_path: Path) -> None:
     assert trained.kind == "logreg" and trained.meta == META
     np.testing.assert_array_equal(trained.params["w"], [1.0, -2.0])
     assert float(trained.params["c"]) == 0.5
+
+
+def test_model_files_are_identical_whatever_the_order_of_tensors_and_metadata(
+        tmp_path: Path) -> None:
+    params = {"w": np.arange(3, dtype=np.float32), "c": np.float32(0.5),
+              "layer": {"kernel": np.ones((2, 2), np.float32), "bias": np.zeros(2, np.float32)}}
+    save_model(tmp_path / "a.st", params, MODEL_META)
+    save_model(tmp_path / "b.st", reordered(params), reordered(MODEL_META))
+    assert (tmp_path / "a.st").read_bytes() == (tmp_path / "b.st").read_bytes()
+    flat, meta = load_model(tmp_path / "a.st")
+    assert meta == MODEL_META and sorted(flat) == ["c", "layer.bias", "layer.kernel", "w"]
+    raw = (tmp_path / "a.st").read_bytes()
+    header = json.loads(raw[8: 8 + int.from_bytes(raw[:8], "little")])
+    stored = header["__metadata__"]["jaxpipe"]
+    assert stored == json.dumps(MODEL_META, sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_model_metadata_refuses_non_finite_numbers(tmp_path: Path, bad: float) -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        save_model(tmp_path / "m.st", {"w": np.zeros(2, np.float32)},
+                   {**MODEL_META, "info": {"final_loss": bad}})
+    assert list(tmp_path.iterdir()) == []

@@ -1,10 +1,13 @@
-"""Typed configs: a wrong key, type or value fails with a message naming the key."""
+"""``jaxpipe.core.config``: typed configs and params files: a wrong key, type or value fails
+with a message naming the key (and the file and section it came from); YAML is read
+safely."""
 
 from pathlib import Path
 
 import pytest
+from helpers import params_yaml
 
-from jaxpipe.core.config import load_params, parse, read_yaml
+from jaxpipe.core.config import load_config, load_params, parse, read_yaml
 from jaxpipe.core.errors import ConfigError
 from jaxpipe.data.prepare import PrepareConfig
 from jaxpipe.data.specs import DownloadConfig
@@ -167,3 +170,19 @@ def test_an_unsafe_tag_is_named_with_its_file_and_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and not (tmp_path / "hacked").exists()
     assert proc.stderr.strip().splitlines() == [f"error: {caught.value}".replace(
         str(params), "params.yaml")]
+
+
+def test_load_config_reads_the_section_and_names_file_section_and_key(tmp_path: Path) -> None:
+    path = params_yaml(tmp_path, "prepare:\n  d:\n    kind: table\n    seed: 7\n"
+                             "  bad:\n    kind: table\n    test_size: 2\n")
+    cfg = load_config(PrepareConfig, path, "prepare", "d")
+    assert cfg == PrepareConfig(kind="table", seed=7)
+    with pytest.raises(ConfigError) as err:
+        load_config(PrepareConfig, path, "prepare", "bad")
+    assert str(err.value).startswith(f"{path}:prepare.bad.test_size: ")
+
+
+def test_a_missing_params_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_params(tmp_path / "nope.yaml", "train")
+    assert str(err.value) == f"{tmp_path / 'nope.yaml'}: params file not found"

@@ -1,9 +1,12 @@
-"""Metrics: flat numbers with the names the issue lists; plot data shapes."""
+"""``jaxpipe.evaluate``: metrics as flat numbers with the names the issue lists, plot data
+shapes, the scikit-learn reference with its configured regularisation, and each model's
+details."""
 
 import json
 from pathlib import Path
 
 import numpy as np
+from helpers import make_dataset
 
 from jaxpipe.data.tables import Split
 from jaxpipe.evaluate import (
@@ -123,3 +126,45 @@ def test_a_certain_wrong_answer_costs_the_clipped_log_loss() -> None:
     for the true class costs -ln(1e-15), not infinity or sklearn's own bound."""
     out = classification_metrics(np.array([1, 0]), np.array([0.0, 0.0]))
     assert out["log_loss"] == round(-np.log(1e-15) / 2, 6)
+
+
+def _trained(tmp_path: Path, kind: str, cfg: object, data: object) -> object:
+    from jaxpipe import models
+    from jaxpipe.artifacts import load_trained, save_trained
+
+    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
+    save_trained(tmp_path / "m.st", "m", kind, cfg, models.load(kind).fit(cfg, data), scaler)
+    return load_trained(tmp_path / "m.st")
+
+
+def test_the_xor_details_are_its_steps_whether_it_converged_and_its_last_loss(
+        tmp_path: Path) -> None:
+    from jaxpipe import models
+    from jaxpipe.evaluate import EvalConfig, evaluate
+
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    y = np.array([0, 1, 1, 0], np.int32)
+    data = make_dataset(None, train=(x, y), test=(x, y))
+    cfg = models.load("mlp").Config()
+    trained = _trained(tmp_path, "mlp", cfg, data)
+    details = evaluate(trained, data, EvalConfig(reference=False)).details
+    info = trained.meta["info"]
+    assert details == {"split": "test", "rows": 4, "steps_to_converge": info["steps"],
+                       "converged": int(info["converged"]),
+                       "final_loss": round(float(info["final_loss"]), 6)}
+    assert details["converged"] == 1 and details["steps_to_converge"] % 10 == 0
+
+
+def test_the_reference_uses_its_configured_regularisation() -> None:
+    """C=1e-4 shrinks the reference to the majority class (70%); C=1 separates the classes."""
+    from jaxpipe.data.tables import Split
+    from jaxpipe.evaluate import EvalConfig, reference
+
+    rng = np.random.default_rng(0)
+    y = (np.arange(200) % 10 < 7).astype(np.int32)
+    x = (y[:, None] * 2.0 - 1.0 + rng.normal(0, 0.5, (200, 1))).astype(np.float32)
+    split = Split(x, y, ["a"])
+    strong = reference("binary", split, split, EvalConfig(reference_c=1e-4))
+    plain = reference("binary", split, split, EvalConfig())
+    assert strong == {"sklearn_accuracy": 0.7}
+    assert plain["sklearn_accuracy"] > 0.95

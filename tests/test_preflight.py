@@ -1,4 +1,5 @@
-"""`jaxpipe check` finds a bad params value, schema or mirror file without running a stage."""
+"""``jaxpipe.preflight`` (``jaxpipe check``): a bad params value, schema or mirror file is
+found without running a stage; the mirror is checked with the local overrides."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import md5
+from helpers import md5, params_yaml, write_fake_mirror
 from test_hostile import set_param
 
-from jaxpipe.preflight import preflight, stage_items
+from jaxpipe.preflight import check_mirror, check_params, preflight, stage_items
 from jaxpipe.tools.mirror import write_local
 
 ROOT = Path(__file__).parents[1]
@@ -87,3 +88,49 @@ def test_the_mirror_is_verified_and_the_fix_named(tmp_path: Path, fake_mirror: P
     (evil / "mnist" / "t10k-labels-idx1-ubyte.gz").symlink_to(outside)
     proc = run_check(root, "--mirror", str(evil))
     assert proc.returncode == 2 and "is not a regular file inside the mirror" in proc.stderr
+
+
+def test_preflight_names_a_params_file_it_cannot_read(tmp_path: Path) -> None:
+    items = stage_items(ROOT / "dvc.yaml")
+    assert check_params(tmp_path / "none.yaml", None, items) == [
+        f"{tmp_path / 'none.yaml'}: params file not found"]
+
+
+def test_preflight_names_the_file_and_key_of_a_bad_prepare_value(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text().replace("    test_size: 0.2\n    seed: 42\n",
+                                                      "    test_size: 3\n    seed: 42\n", 1)
+    path = params_yaml(tmp_path, text)
+    problems = check_params(path, None, stage_items(ROOT / "dvc.yaml"))
+    assert problems == [f"{path}:prepare.mobile_binary.test_size: must be in [0, 1)"]
+
+
+def test_preflight_verifies_each_mirror_file_and_names_a_bad_one(tmp_path: Path) -> None:
+    mirror = write_fake_mirror(tmp_path / "mirror")
+    local = tmp_path / "local.yaml"
+    from jaxpipe.tools.mirror import apply_mirror
+
+    apply_mirror(ROOT / "params.yaml", mirror, local)
+    problems, verified = check_mirror(ROOT / "params.yaml", local, mirror)
+    assert problems == [] and verified == 5  # one CSV, four MNIST files
+    (mirror / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the file")
+    problems, verified = check_mirror(ROOT / "params.yaml", local, mirror)
+    assert verified == 4 and len(problems) == 2
+    assert problems[0].startswith("download.mnist.files.test_labels: ")
+    assert "jaxpipe-mirror" in problems[1]
+
+
+def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) -> None:
+    from jaxpipe.preflight import preflight, stage_names
+    from jaxpipe.tools.mirror import apply_mirror
+
+    mirror = write_fake_mirror(tmp_path / "mirror")
+    local = tmp_path / "local.yaml"
+    apply_mirror(ROOT / "params.yaml", mirror, local)
+    problems, summary = preflight(ROOT / "params.yaml", local, ROOT / "dvc.yaml", mirror)
+    assert problems == []
+    entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
+    stages = len(stage_names(ROOT / "dvc.yaml"))
+    assert summary == (f"{entries} stage entries, the software of {stages} stages as recorded, "
+                       f"5 mirror file(s) verified in {mirror}")
+    problems, _ = preflight(ROOT / "params.yaml", None, ROOT / "dvc.yaml", mirror)
+    assert problems and "jaxpipe-mirror" in problems[-1]  # official checksums: a mismatch

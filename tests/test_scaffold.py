@@ -152,5 +152,5 @@ def test_a_team_adds_a_model_and_a_family_and_only_their_stages_run(
     tests = _run(ws, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not e2e",
                  "tests/test_family_ridge_demo.py", "tests/test_dependencies.py",
                  "tests/test_preflight.py", "tests/test_env.py",
-                 "tests/test_plot_templates.py", "tests/test_behaviour_models.py")
+                 "tests/test_plot_templates.py", "tests/test_models.py")
     assert tests.returncode == 0, tests.stdout[-3000:]

@@ -1,16 +1,27 @@
-"""Prepared folders read back: targets keep their kind (int32 classes, float32 values), and
-each damaged split or scaler gives one line naming the file, and the column and row."""
+"""``jaxpipe.data.tables``: prepared folders written and read back: tables have an explicit
+schema, targets keep their kind (int32 classes, float32 values), a folder's bytes do not
+depend on the order it was built in, and each damaged split or scaler, or a cell that is
+not finite, gives one line naming the file, and the column and row."""
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import random_table, reordered
 
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.data.tables import load_dataset, load_split, read_scaler, write_dataset
+from jaxpipe.data.tables import (
+    image_table,
+    load_dataset,
+    load_split,
+    read_scaler,
+    table_from_frame,
+    write_dataset,
+)
 
 SCALER = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
 
@@ -79,3 +90,38 @@ def test_a_folder_without_its_training_split_is_named(tmp_path: Path) -> None:
                   SCALER)
     data = load_dataset(tmp_path)
     assert sorted(data.splits) == ["test", "train"] and data.split("test").y.tolist() == [1]
+
+
+def test_a_non_finite_cell_is_named_by_column_row_and_value(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, np.inf], "y": [0, 1, 0]})
+    table = table_from_frame(frame, "y", pa.int64())
+    write_dataset(tmp_path / "d", {"train": table, "test": table},
+                  {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"})
+    with pytest.raises(JaxpipeError) as err:
+        load_dataset(tmp_path / "d")
+    assert str(err.value).endswith("column 'b', row 3: inf is not finite")
+
+
+def test_tables_have_an_explicit_schema_with_a_typed_required_target() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "y": [0, 1]})
+    table = table_from_frame(frame, "y", pa.uint8())
+    assert table.schema.field("a").type == pa.float64()
+    assert table.schema.field("y").type == pa.uint8()
+    assert not any(field.nullable for field in table.schema)
+    assert table.column("y").to_pylist() == [0, 1]
+
+
+def test_a_prepared_folder_is_identical_whatever_the_order_of_splits_and_scaler_keys(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    splits = {"train": random_table(40), "test": random_table(10),
+              "val": image_table(rng.integers(0, 255, (4, 3, 3), dtype=np.uint8),
+                                 np.arange(4))}
+    scaler = {"features": ["a", "b"], "mean": [0.1, 0.2], "scale": [1.0, 2.0], "target": "y"}
+    write_dataset(tmp_path / "one", splits, scaler)
+    write_dataset(tmp_path / "two", dict(reversed(list(splits.items()))), reordered(scaler))
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == ["manifest.json", "scaler.json", "test.parquet", "train.parquet",
+                     "val.parquet"]
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
