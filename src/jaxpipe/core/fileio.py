@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -74,10 +75,35 @@ def sweep_stale(dest: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
-    if dest.is_dir() and not dest.is_symlink():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _swap_all(staged: list[Path], targets: list[Path]) -> None:
+    """Rename each staged output onto its target, in two passes: every existing target is
+    first renamed aside (to a temp name that the next run sweeps), then every staged output
+    is renamed in; the old outputs are removed last. So a kill at any moment (SIGKILL, which
+    no handler sees) leaves part of the old set or part of the new one in place, never old
+    and new outputs side by side; a rename that fails puts the old set back."""
+    moved: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for dest in targets:
+            if dest.exists() or dest.is_symlink():
+                old = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
+                os.replace(dest, old)
+                moved.append((dest, old))
+        for tmp, dest in zip(staged, targets, strict=True):
+            os.replace(tmp, dest)
+            placed.append(dest)
+    except BaseException:
+        for dest in placed:
+            _remove(dest)
+        for dest, old in moved:
+            os.replace(old, dest)
+        raise
+    for _, old in moved:
+        _remove(old)
 
 
 def check_inside(dest: Path) -> None:
@@ -99,8 +125,9 @@ def check_inside(dest: Path) -> None:
 def output_set(*dests: str | Path) -> Iterator[list[Path]]:
     """All or nothing for a stage's outputs: yield a staging path beside each of ``dests``
     (write a file or a folder there); only if the block succeeds are they all renamed onto
-    ``dests``, one right after the other. A failure leaves the old set untouched, and the
-    stale temps of a killed run are swept first."""
+    ``dests`` (``_swap_all``: a kill midway never leaves old and new outputs side by side).
+    A failure leaves the old set untouched, and the stale temps of a killed run are swept
+    first."""
     targets = [Path(d) for d in dests]
     staged = []
     for dest in targets:
@@ -128,8 +155,7 @@ def output_set(*dests: str | Path) -> Iterator[list[Path]]:
             if not tmp.exists():
                 raise FileNotFoundError(f"{dest}: the stage wrote no output")
         _before_rename()
-        for tmp, dest in zip(staged, targets, strict=True):
-            _swap_in(tmp, dest)
+        _swap_all(staged, targets)
     finally:
         for tmp in staged:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(True)
@@ -146,7 +172,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
         yield tmp
         _before_rename()
         tmp.chmod(0o777 & ~_UMASK)
-        _swap_in(tmp, dest)
+        _swap_all([tmp], [dest])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
