@@ -38,7 +38,7 @@ case "$step" in
   test)  # README: tests
     pytest
     ;;
-  repro)  # README: reproducibility check, same machine then on one core (small profile)
+  repro)  # docs/reproducibility.md: the check, same machine then on one core (small profile)
     if [ -d ../shared/datasets ]; then
       JAXPIPE_MIRROR="$(cd ../shared/datasets && pwd)"
       export JAXPIPE_MIRROR
