@@ -1,4 +1,4 @@
-"""Stage prepare@<dataset>: split, standardize on train only, write Parquet + scaler."""
+"""Stage prepare@<dataset>: split, standardize on train only, write Parquet + inputs.json."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_config(PrepareConfig, args.params, "prepare", args.dataset)
     schema = load_schema(args.schema) if args.schema else None
-    tables, scaler = prepare(args.input, cfg, schema)
+    tables, inputs = prepare(args.input, cfg, schema)
     with atomic_dir(args.out) as tmp:
-        write_dataset(tmp, tables, scaler)
+        write_dataset(tmp, tables, inputs)
     log.info("%s: %s", args.dataset, ", ".join(f"{k} {v.num_rows} rows" for k, v in tables.items()))
 
 

@@ -239,7 +239,7 @@ def odd_server() -> AbstractContextManager[str]:
 # another order gives the same bytes.
 MODEL_META = {"model": "m", "kind": "logreg", "config": {"lr": 0.1, "steps": 5, "l2": 0.0},
               "info": {"steps": 5, "converged": True},
-              "scaler": {"features": ["a", "b"], "mean": [0.5, 1.5]}}
+              "inputs": {"features": ["a", "b"], "mean": [0.5, 1.5]}}
 
 
 def reordered(value):
@@ -263,13 +263,29 @@ def params_yaml(folder: Path, text: str) -> Path:
     return path
 
 
-def make_dataset(scaler: dict | None = None, **splits: tuple[np.ndarray, np.ndarray]):
-    """A prepared ``Dataset`` built in memory from ``name=(x, y)`` arrays (no files)."""
+def inputs_for(x: np.ndarray, y: np.ndarray):
+    """The ``Inputs`` prepare would record for model-ready ``x`` and targets ``y``: images
+    (n, h, w, 1) of raw pixels, or feature columns f0, f1, ... already scaled; classes for
+    integer labels."""
+    from jaxpipe.data.inputs import Inputs
+
+    x, y = np.asarray(x), np.asarray(y)
+    classes = max(int(y.max()) + 1, 2) if y.dtype.kind in "iub" else None
+    if x.ndim == 4:
+        return Inputs.of_images(x.shape[1:3], classes or 10, 1.0)
+    n = x.shape[1]
+    return Inputs(tuple(f"f{i}" for i in range(n)), (0.0,) * n, (1.0,) * n, "y", "scaled",
+                  classes)
+
+
+def make_dataset(inputs=None, **splits: tuple[np.ndarray, np.ndarray]):
+    """A prepared ``Dataset`` built in memory from ``name=(x, y)`` arrays (no files); its
+    ``Inputs`` as given, or as ``inputs_for`` finds them from the training split."""
     from jaxpipe.data.tables import Dataset, Split
 
     built = {name: Split(np.asarray(x, np.float32), np.asarray(y), [])
              for name, (x, y) in splits.items()}
-    return Dataset(Path("memory"), built, scaler or {})
+    return Dataset(Path("memory"), built, inputs or inputs_for(*splits["train"]))
 
 
 def help_text(main, capsys, monkeypatch) -> str:

@@ -15,11 +15,14 @@ from helpers import MODEL_META, reordered
 from jaxpipe.artifacts import flatten, load_model, save_model, unflatten
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import md5sum
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.models import cnn
 
-SCALER = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
+INPUTS = Inputs(("a", "b"), (0.0, 0.0), (1.0, 1.0), "y", "scaled", classes=2)
+SCALER = INPUTS.to_json()
 META = {"model": "m", "kind": "logreg", "task": "binary", "config": {}, "info": {},
-        "scaler": SCALER}
+        "inputs": SCALER}
+MNIST = Inputs.of_images((28, 28), 10)
 GOOD = {"w": np.zeros(2, np.float32), "c": np.zeros((), np.float32)}
 
 
@@ -29,7 +32,7 @@ def test_round_trip_of_a_flax_state(tmp_path: Path) -> None:
     flat, meta = load_model(tmp_path / "m.safetensors")
     assert meta == {"kind": "cnn", "info": {"a": 1}}
     assert flat["conv1.kernel"].shape == (3, 3, 1, 32)
-    back = unflatten(flat, cnn.template(cnn.Config(), {}))
+    back = unflatten(flat, cnn.template(cnn.Config(), MNIST))
     for name, value in flatten(back).items():
         np.testing.assert_array_equal(value, flatten(params)[name])
 
@@ -60,7 +63,7 @@ def test_not_a_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_parameter_is_named() -> None:
-    template = cnn.template(cnn.Config(), {})
+    template = cnn.template(cnn.Config(), MNIST)
     flat = flatten(cnn.init(0)[1])
     del flat["fc2.bias"]
     with pytest.raises(JaxpipeError, match="m.st: lacks parameter 'fc2.bias'"):
@@ -77,16 +80,16 @@ def test_every_kind_round_trips_through_its_template(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
-    scaler = {"features": ["a", "b", "c"], "mean": [0.0] * 3, "scale": [1.0] * 3,
-              "target": "y", "stored": "scaled"}
-    data = make_dataset(scaler, train=(x, y), test=(x, y))
+    inputs = Inputs(("a", "b", "c"), (0.0,) * 3, (1.0,) * 3, "y", "scaled", classes=2)
+    data = make_dataset(inputs, train=(x, y), test=(x, y))
     for kind in ("logreg", "softmax", "mlp", "linreg"):
         module = models.load(kind)
         cfg = module.Config()
         fit = module.fit(cfg, data)
-        save_trained(tmp_path / f"{kind}.st", kind, kind, cfg, fit, scaler)
+        save_trained(tmp_path / f"{kind}.st", kind, kind, cfg, fit, inputs)
         trained = load_trained(tmp_path / f"{kind}.st")
         assert trained.config == cfg and trained.meta["task"] == module.TASK
+        assert trained.inputs == inputs
         for name, value in flatten(fit.params).items():
             np.testing.assert_array_equal(flatten(trained.params)[name], value)
             assert flatten(trained.params)[name].shape == np.shape(value)
@@ -115,8 +118,7 @@ def test_a_transposed_tensor_of_the_same_size_is_refused(tmp_path: Path) -> None
 
     graphdef, params = cnn.init(0)
     flat = flatten(params)
-    scaler = {"features": ["image"], "mean": [0.0], "scale": [255.0], "target": "label"}
-    save_trained(tmp_path / "good.st", "m", "cnn", cnn.Config(), Fit(params, {}), scaler)
+    save_trained(tmp_path / "good.st", "m", "cnn", cnn.Config(), Fit(params, {}), MNIST)
     flat_meta = load_model(tmp_path / "good.st")[1]
     flat["fc1.kernel"] = np.ascontiguousarray(flat["fc1.kernel"].T)
     save_model(tmp_path / "t.st", flat, flat_meta)
@@ -137,15 +139,19 @@ DAMAGED = {  # what is wrong: (tensors, metadata, the line after "<path>: ")
               "parameter 'w' is float64, expected float32"),
     "non-finite": ({**GOOD, "w": np.array([0, np.inf], np.float32)}, META,
                    "parameter 'w' holds non-finite values"),
-    "no scaler": (GOOD, {**META, "scaler": None}, "scaler: missing or malformed"),
-    "short mean": (GOOD, {**META, "scaler": {**SCALER, "mean": [0.0]}},
-                   "scaler: 'mean' needs one number per feature (2)"),
-    "mean not a list": (GOOD, {**META, "scaler": {**SCALER, "mean": 0.0}},
-                        "scaler: 'mean' needs one number per feature (2)"),
-    "text scale": (GOOD, {**META, "scaler": {**SCALER, "scale": [1.0, "2"]}},
-                   "scaler: 'scale' holds a value that is not a finite number"),
-    "zero scale": (GOOD, {**META, "scaler": {**SCALER, "scale": [1.0, 0.0]}},
-                   "scaler: 'scale' holds a value that is not positive"),
+    "no inputs": (GOOD, {**META, "inputs": None},
+                  "inputs: missing or malformed (expected a mapping)"),
+    "older file": (GOOD, {k: v for k, v in {**META, "scaler": SCALER}.items() if k != "inputs"},
+                   "written by an older jaxpipe (a 'scaler', no 'inputs'); train it again: "
+                   "dvc repro train@m"),
+    "short mean": (GOOD, {**META, "inputs": {**SCALER, "mean": [0.0]}},
+                   "inputs: 'mean' needs one number per feature (2)"),
+    "mean not a list": (GOOD, {**META, "inputs": {**SCALER, "mean": 0.0}},
+                        "inputs: 'mean' needs one number per feature (2)"),
+    "text scale": (GOOD, {**META, "inputs": {**SCALER, "scale": [1.0, "2"]}},
+                   "inputs: 'scale' holds a value that is not a finite number"),
+    "zero scale": (GOOD, {**META, "inputs": {**SCALER, "scale": [1.0, 0.0]}},
+                   "inputs: 'scale' holds a value that is not positive"),
     "metadata not a mapping": (GOOD, [1, 2], "not a jaxpipe model file (metadata is not a "
                                              "mapping)"),
 }

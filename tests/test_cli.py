@@ -22,12 +22,14 @@ from jaxpipe import models
 from jaxpipe.artifacts import save_trained
 from jaxpipe.cli import entry, main
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.models import Fit
 from jaxpipe.tools.mirror import apply_mirror, write_local
 
 ROOT = Path(__file__).parents[1]
 SCALER = {"features": ["a", "b"], "mean": [10.0, -5.0], "scale": [2.0, 4.0], "target": "y",
           "stored": "scaled"}
+INPUTS = Inputs.from_json({**SCALER, "classes": 2}, "test")
 W, C = np.array([2.0, -1.0], np.float32), np.float32(0.5)
 LINES = "x,y,z\n0,1,5\n1,3,4\n2,2,6\n"  # a plot of y and z over x
 
@@ -102,7 +104,7 @@ def model_file(tmp_path: Path) -> Path:
     cfg = models.load("logreg").Config()
     path = tmp_path / "models" / "m.safetensors"
     path.parent.mkdir()
-    save_trained(path, "m", "logreg", cfg, Fit({"w": W, "c": C}, {}, {}), SCALER)
+    save_trained(path, "m", "logreg", cfg, Fit({"w": W, "c": C}, {}, {}), INPUTS)
     return path
 
 

@@ -47,7 +47,7 @@ for name, kw in runs.items():
     cfg = cnn.Config(**{"epochs": 2, "batch_size": 32, "eval_batch_size": 100, **kw})
     fit = cnn.fit(cfg, data)
     if jax.process_index() == 0:
-        save_trained(f"{out}/{name}.safetensors", "cnn_mnist", "cnn", cfg, fit, data.scaler)
+        save_trained(f"{out}/{name}.safetensors", "cnn_mnist", "cnn", cfg, fit, data.inputs)
 """
 
 

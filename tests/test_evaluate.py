@@ -65,12 +65,11 @@ def test_evaluate_scores_the_split_it_names_beside_the_reference(tmp_path: Path)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 2)).astype(np.float32)
     y = (x[:, 0] - x[:, 1] > 0).astype(np.int32)
-    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
     flipped = 1 - y[80:]  # a test split the model must get wrong: scoring it shows it
-    data = make_dataset(scaler, train=(x[:80], y[:80]), test=(x[80:], flipped))
+    data = make_dataset(train=(x[:80], y[:80]), test=(x[80:], flipped))
     module = models.load("logreg")
     cfg = module.Config(steps=200, lr=0.5)
-    save_trained(tmp_path / "m.st", "m", "logreg", cfg, module.fit(cfg, data), scaler)
+    save_trained(tmp_path / "m.st", "m", "logreg", cfg, module.fit(cfg, data), data.inputs)
     trained = load_trained(tmp_path / "m.st")
     on_test = evaluate(trained, data, EvalConfig())
     on_train = evaluate(trained, data, EvalConfig(split="train"))
@@ -100,11 +99,10 @@ def test_regression_details_hold_both_fits_and_their_distance(tmp_path: Path) ->
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(400, 2)).astype(np.float32)
     y = (x @ np.array([3.0, 4.0]) + 5.0 + rng.normal(0, 0.01, 400)).astype(np.float32)
-    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
-    data = make_dataset(scaler, train=(x[:300], y[:300]), test=(x[300:], y[300:]))
+    data = make_dataset(train=(x[:300], y[:300]), test=(x[300:], y[300:]))
     module = models.load("linreg")
     cfg = module.Config(steps=50)  # short: the learned fit stays visibly off the closed form
-    save_trained(tmp_path / "m.st", "m", "linreg", cfg, module.fit(cfg, data), scaler)
+    save_trained(tmp_path / "m.st", "m", "linreg", cfg, module.fit(cfg, data), data.inputs)
     result = evaluate(load_trained(tmp_path / "m.st"), data, EvalConfig())
     assert set(result.metrics) == {"rmse", "r2", "sklearn_r2"}
     assert result.metrics["sklearn_r2"] > 0.999
@@ -132,8 +130,8 @@ def _trained(tmp_path: Path, kind: str, cfg: object, data: object) -> object:
     from jaxpipe import models
     from jaxpipe.artifacts import load_trained, save_trained
 
-    scaler = {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"}
-    save_trained(tmp_path / "m.st", "m", kind, cfg, models.load(kind).fit(cfg, data), scaler)
+    save_trained(tmp_path / "m.st", "m", kind, cfg, models.load(kind).fit(cfg, data),
+                 data.inputs)
     return load_trained(tmp_path / "m.st")
 
 

@@ -145,3 +145,34 @@ def test_linear_needs_one_weight_per_feature() -> None:
     assert str(caught.value) == "weights: needs n_features=1 values, got 2"
     assert GenerateConfig(kind="xor", n_features=2).weights == []  # only linear has weights
     assert GenerateConfig(kind="classification", n_features=4).weights == []
+
+
+def test_synthetic_kinds_are_a_registry_and_a_new_kind_is_one_function() -> None:
+    """``generate.<name>.kind`` names a function registered with ``synthetic``, with its own
+    checks and target type; an unknown kind is named with the kinds there are."""
+    from jaxpipe.core.config import parse
+    from jaxpipe.core.errors import ConfigError
+    from jaxpipe.data import generate as module
+
+    assert {"xor", "linear", "classification"} <= set(module.KINDS)
+    with pytest.raises(ConfigError) as err:
+        parse(GenerateConfig, {"kind": "spiral"}, "generate.s")
+    assert str(err.value) == f"generate.s.kind: 'spiral' is not one of {sorted(module.KINDS)}"
+
+    def even(cfg: GenerateConfig) -> None:
+        if cfg.n_samples % 2:
+            raise ValueError("n_samples: must be even")
+
+    @module.synthetic("ramp", target=pa.float64(), check=even)
+    def ramp(cfg: GenerateConfig) -> tuple[np.ndarray, np.ndarray]:
+        x = np.arange(cfg.n_samples, dtype=np.float64)[:, None]
+        return x, 2 * x[:, 0]
+
+    try:
+        table = generate_table(parse(GenerateConfig, {"kind": "ramp", "n_samples": 4}, "g"))
+        assert table.column("y").to_pylist() == [0.0, 2.0, 4.0, 6.0]
+        assert table.schema.field("y").type == pa.float64()
+        with pytest.raises(ConfigError, match=r"^g\.n_samples: must be even$"):
+            parse(GenerateConfig, {"kind": "ramp", "n_samples": 3}, "g")
+    finally:
+        del module.KINDS["ramp"]

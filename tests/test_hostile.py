@@ -159,7 +159,7 @@ def test_hidden_zero_and_huge_generated_sets_name_their_bound(tmp_path: Path) ->
     assert not list(tmp_path.glob("*.parquet")) and not (tmp_path / "m.st").exists()
 
 
-@pytest.mark.parametrize("damage", ["nan weight", "extra tensor", "wrong task", "bad scaler"])
+@pytest.mark.parametrize("damage", ["nan weight", "extra tensor", "wrong task", "bad scale"])
 def test_a_damaged_model_file_is_refused_by_evaluate(work: Path, tmp_path: Path,
                                                      damage: str) -> None:
     flat, meta = load_model(work / "model.st")
@@ -171,12 +171,12 @@ def test_a_damaged_model_file_is_refused_by_evaluate(work: Path, tmp_path: Path,
     elif damage == "wrong task":
         meta = {**meta, "task": "regression"}
     else:
-        meta = {**meta, "scaler": {**meta["scaler"], "scale": [0.0] * len(meta["scaler"]["mean"])}}
+        meta = {**meta, "inputs": {**meta["inputs"], "scale": [0.0] * len(meta["inputs"]["mean"])}}
     save_model(tmp_path / "bad.st", params, meta)
     expected = {"nan weight": "parameter 'w' holds non-finite values",
                 "extra tensor": "unexpected parameter 'backdoor'",
                 "wrong task": "task 'regression' does not match kind 'logreg'",
-                "bad scaler": "'scale' holds a value that is not positive"}[damage]
+                "bad scale": "'scale' holds a value that is not positive"}[damage]
     proc = stage(work, "evaluate", "logreg_mobile", "--model-file", str(tmp_path / "bad.st"),
                  "--data", "prepared", "--metrics", str(tmp_path / "m.json"),
                  "--details", str(tmp_path / "d.json"), "--plots", str(tmp_path / "plots"))
@@ -252,11 +252,11 @@ def _tamper(folder: Path, how: str) -> str:
         pq.write_table(table.set_column(i, "price_range", pa.compute.cast(
             table["price_range"], pa.float64())), folder / "train.parquet")
         return "train.parquet"
-    if how == "edited scaler":
-        scaler = json.loads((folder / "scaler.json").read_text())
-        scaler["mean"][0] += 1.0
-        (folder / "scaler.json").write_text(json.dumps(scaler))
-        return "scaler.json"
+    if how == "edited scale":
+        inputs = json.loads((folder / "inputs.json").read_text())
+        inputs["mean"][0] += 1.0
+        (folder / "inputs.json").write_text(json.dumps(inputs))
+        return "inputs.json"
     if how == "added split":
         shutil.copy2(folder / "test.parquet", folder / "val.parquet")
         return "val.parquet"
@@ -265,7 +265,7 @@ def _tamper(folder: Path, how: str) -> str:
 
 
 @pytest.mark.parametrize("how", ["edited cell", "dropped column", "retyped target",
-                                 "edited scaler", "added split", "no manifest"])
+                                 "edited scale", "added split", "no manifest"])
 def test_a_tampered_prepared_split_is_refused_by_train_and_evaluate(
         work: Path, tmp_path: Path, how: str) -> None:
     folder = tmp_path / "prepared"

@@ -5,19 +5,27 @@ validation epoch's, XOR stops at the published step); every model config's check
 both sides of each bound: a value just inside is taken, one just outside fails naming its
 key (the line a user sees for a bad params.yaml); and the details each family reports."""
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import make_dataset
 
 from jaxpipe import models
-from jaxpipe.core.config import MAX_STEPS, SEED_MAX, parse
-from jaxpipe.core.errors import ConfigError
+from jaxpipe.core.config import MAX_STEPS, SEED_MAX, parse, read_yaml
+from jaxpipe.core.errors import ConfigError, JaxpipeError
+from jaxpipe.data.prepare import PrepareConfig, prepare_images
+from jaxpipe.data.tables import write_dataset
 from jaxpipe.models import TrainingError, check_loss, cnn, linreg, logreg, mlp, softmax
 from jaxpipe.models.cnn import MAX_BATCH, MAX_EPOCHS
 from jaxpipe.models.mlp import MAX_HIDDEN
 
+ROOT = Path(__file__).parents[1]
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
 
@@ -258,7 +266,7 @@ def _one_step(kind: str, lr: float) -> tuple[dict, dict]:
     if kind == "linreg":
         cfg = linreg.Config(steps=1, lr=lr, batch_size=8, seed=3)
         reg = make_dataset(train=(x, x @ np.array([1.0, -2.0, 0.5], np.float32)))
-        return linreg.init(cfg, 3)[0], linreg.fit(cfg, reg).params
+        return linreg.init(cfg, 3), linreg.fit(cfg, reg).params
     cfg = mlp.Config(lr=lr, check_every=1, max_steps=1, seed=3)
     return mlp.init(cfg, 3), mlp.fit(cfg, data).params
 
@@ -462,3 +470,70 @@ def test_the_cnn_details_are_its_kept_epoch_and_how_much_it_trained() -> None:
             "train_steps": 24, "other": 1}
     assert cnn.metrics(cnn.Config(), None, info) == {
         "best_epoch": 3, "best_val_loss": 0.123457, "train_images": 512, "train_steps": 24}
+
+
+@pytest.mark.parametrize("kind", models.families())
+def test_every_family_config_shares_the_seed_lr_and_divergence_checks(kind: str) -> None:
+    """One place checks what every model has (``models.TrainConfig``): a new family gets
+    the checks by subclassing it, and no family can drop them."""
+    config = models.load(kind).Config
+    assert issubclass(config, models.TrainConfig)
+    for key, bad, said in (("seed", -1, "seed: -1 is outside [0, "),
+                           ("lr", 0.0, "lr: must be positive"),
+                           ("max_loss_growth", 1.0, "max_loss_growth: must be in (1, 1e6]")):
+        with pytest.raises(ConfigError) as err:
+            parse(config, {key: bad}, "train.m")
+        assert str(err.value).startswith(f"train.m.{said}")
+
+
+def test_a_family_without_its_own_template_is_checked_against_its_init() -> None:
+    from helpers import inputs_for
+
+    x, y = separable()
+    inputs = inputs_for(x, y)
+    assert not hasattr(logreg, "template") and hasattr(cnn, "template")
+    shapes = models.template(logreg, logreg.Config(), inputs)
+    fit = logreg.fit(logreg.Config(steps=2), make_dataset(inputs, train=(x, y)))
+    assert {k: v.shape for k, v in shapes.items()} == {k: np.shape(v)
+                                                       for k, v in fit.params.items()}
+
+
+def test_softmax_takes_its_classes_from_the_data_not_the_labels_it_saw() -> None:
+    from helpers import inputs_for
+
+    x, y = separable()
+    inputs = inputs_for(x, y)
+    four = models.load("softmax").fit(softmax.Config(steps=2), make_dataset(
+        type(inputs)(**{**inputs.__dict__, "classes": 4}), train=(x, y)))
+    assert four.params["W"].shape == (3, 4) and four.info["n_classes"] == 4
+    regression = make_dataset(type(inputs)(**{**inputs.__dict__, "classes": None}),
+                              train=(x, y.astype(np.float32)))
+    with pytest.raises(JaxpipeError, match="softmax needs class labels"):
+        softmax.fit(softmax.Config(steps=2), regression)
+
+
+@pytest.mark.e2e
+def test_an_lr_sweep_compiles_the_cnn_step_once(tmp_path: Path) -> None:
+    """Three train@cnn_mnist runs, each a fresh process as `dvc exp run` starts it, that differ
+    only in lr: the first compiles every program into the persistent compilation cache, the
+    other two add nothing to it (the learning rate is an array in the optimizer's state, not a
+    constant of the step) and still train other models."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (96, 28, 28), np.uint8), np.arange(96) % 10
+    write_dataset(tmp_path / "mnist", *prepare_images(
+        images, labels, images[:20], labels[:20], PrepareConfig(kind="images", val_size=0.25)))
+    params = read_yaml((ROOT / "params.yaml").read_text())
+    cache, models, entries = tmp_path / "cache", [], []
+    for lr in (1e-3, 2e-3, 5e-4):
+        params["train"]["cnn_mnist"].update(lr=lr, epochs=1, batch_size=8)
+        (tmp_path / "params.yaml").write_text(json.dumps(params))
+        out = tmp_path / f"m{lr}.safetensors"
+        subprocess.run([sys.executable, "stages/train.py", "cnn_mnist", "--data",
+                        str(tmp_path / "mnist"), "--out", str(out), "--history",
+                        str(tmp_path / "h.csv"), "--params", str(tmp_path / "params.yaml")],
+                       cwd=ROOT, check=True, capture_output=True, timeout=300,
+                       env={**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache)})
+        models.append(out.read_bytes())
+        entries.append(sorted(p.name for p in cache.iterdir()))
+    assert entries[0] and entries[1] == entries[0] and entries[2] == entries[0]
+    assert len(set(models)) == 3  # each lr trained its own model

@@ -80,6 +80,6 @@ def test_a_feature_constant_in_training_keeps_its_values(value: float) -> None:
     """A constant column has no spread to divide by: its scale is 1, even when rounding
     makes its computed standard deviation 1e-17 rather than 0."""
     frame = pd.DataFrame({"a": [value] * 1601, "b": np.arange(1601.0), "y": [0, 1] * 800 + [0]})
-    scaler = fit_scaler(frame, PrepareConfig(kind="table"))
-    assert scaler["scale"][0] == 1.0
-    assert scaler["scale"][1] == pytest.approx(np.std(np.arange(1601.0)))
+    inputs = fit_scaler(frame, PrepareConfig(kind="table"))
+    assert inputs.scale[0] == 1.0
+    assert inputs.scale[1] == pytest.approx(np.std(np.arange(1601.0)))

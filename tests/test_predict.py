@@ -15,12 +15,14 @@ from jaxpipe.artifacts import Trained, load_trained, save_trained
 from jaxpipe.core.config import load_config
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.data.idx import read_idx, write_idx
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.prepare import PrepareConfig, select, split
 from jaxpipe.models import Fit, cnn
 from jaxpipe.predict import predict, predict_file
 
 SCALER = {"features": ["a", "b"], "mean": [10.0, -5.0], "scale": [2.0, 4.0], "target": "y",
           "stored": "scaled"}
+INPUTS = Inputs.from_json({**SCALER, "classes": 2}, "test")
 
 
 def trained_logreg(tmp_path: Path) -> Trained:
@@ -29,8 +31,8 @@ def trained_logreg(tmp_path: Path) -> Trained:
     x = ((raw - SCALER["mean"]) / SCALER["scale"]).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
     cfg = models.load("logreg").Config(steps=200, lr=0.5)
-    fit = models.load("logreg").fit(cfg, make_dataset(SCALER, train=(x, y)))
-    save_trained(tmp_path / "m.st", "m", "logreg", cfg, fit, SCALER)
+    fit = models.load("logreg").fit(cfg, make_dataset(INPUTS, train=(x, y)))
+    save_trained(tmp_path / "m.st", "m", "logreg", cfg, fit, INPUTS)
     return load_trained(tmp_path / "m.st")
 
 
@@ -58,9 +60,8 @@ def test_bad_tables_get_one_line_naming_the_column(tmp_path: Path) -> None:
 
 def cnn_model(tmp_path: Path) -> Trained:
     cfg = cnn.Config()
-    scaler = {"features": ["image"], "mean": [0.0], "scale": [255.0], "target": "label",
-              "stored": "raw"}
-    save_trained(tmp_path / "c.st", "c", "cnn", cfg, Fit(cnn.init(0)[1], {}, {}), scaler)
+    save_trained(tmp_path / "c.st", "c", "cnn", cfg, Fit(cnn.init(0)[1], {}, {}),
+                 Inputs.of_images((28, 28), 10))
     return load_trained(tmp_path / "c.st")
 
 
@@ -209,3 +210,19 @@ def test_predicting_raw_test_rows_reproduces_the_evaluate_stage(pipeline, tmp_pa
     accuracy = (pd.read_csv(out)["predicted"].to_numpy() == labels).mean()
     assert round(accuracy, 6) == json.loads((ws / "metrics/cnn_mnist.json").read_text())[
         "accuracy"]
+
+
+def test_images_reach_the_model_scaled_exactly_as_training_read_them(tmp_path: Path) -> None:
+    """predict and train scale pixels through the one ``Inputs`` of the prepared data."""
+    from jaxpipe.data.prepare import prepare_images
+    from jaxpipe.data.tables import load_dataset, write_dataset
+    from jaxpipe.predict import model_inputs
+
+    rng = np.random.default_rng(3)
+    images, labels = rng.integers(0, 256, (12, 28, 28), np.uint8), np.arange(12) % 10
+    tables, inputs = prepare_images(images, labels, images, labels, PrepareConfig(kind="images"))
+    write_dataset(tmp_path / "mnist", tables, inputs)
+    model = cnn_model(tmp_path)
+    assert model.inputs == inputs
+    trained_on = load_dataset(tmp_path / "mnist").split("test").x
+    assert model_inputs(model, images).tobytes() == trained_on.tobytes()

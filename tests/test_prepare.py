@@ -52,7 +52,7 @@ def test_split_is_stratified_and_scaler_fitted_on_train_only() -> None:
     n = len(select(frame, BINARY, "t.csv"))
     assert len(train) + len(test) == n and abs(len(test) - 0.2 * n) <= 1
     assert abs(train["price_range"].mean() - test["price_range"].mean()) < 0.05
-    features = scaler["features"]
+    features = list(scaler.features)
     np.testing.assert_allclose(train[features].mean(), 0, atol=1e-12)
     np.testing.assert_allclose(train[features].std(ddof=0), 1, atol=1e-12)
     assert not np.allclose(test[features].mean(), 0, atol=1e-3)  # fitted on train only
@@ -63,8 +63,8 @@ def test_schema_is_explicit(tmp_path: Path) -> None:
     write_dataset(tmp_path, tables, scaler)
     schema = pq.read_schema(tmp_path / "train.parquet")
     assert schema.field("price_range").type == pa.int64()
-    assert all(schema.field(f).type == pa.float64() for f in scaler["features"])
-    assert json.loads((tmp_path / "scaler.json").read_text())["features"][0] == "pc"
+    assert all(schema.field(f).type == pa.float64() for f in scaler.features)
+    assert json.loads((tmp_path / "inputs.json").read_text())["features"][0] == "pc"
     split = load_dataset(tmp_path).split("test")
     assert split.x.dtype == np.float32 and split.x.shape[1] == 10
 
@@ -72,7 +72,7 @@ def test_schema_is_explicit(tmp_path: Path) -> None:
 def test_second_run_is_byte_identical(tmp_path: Path) -> None:
     for out in ("a", "b"):
         write_dataset(tmp_path / out, *prepare_table(mobile_frame(), BINARY, "t.csv"))
-    for name in ("train.parquet", "test.parquet", "scaler.json"):
+    for name in ("train.parquet", "test.parquet", "inputs.json"):
         assert md5sum(tmp_path / "a" / name) == md5sum(tmp_path / "b" / name)
 
 
@@ -115,7 +115,12 @@ def test_a_fractional_class_label_names_its_row() -> None:
     with pytest.raises(JaxpipeError) as err:
         select(frame, BINARY, "t.csv")
     assert str(err.value) == ("t.csv: column 'price_range', row 7: 1.5 is not a class label "
-                              "(an integer)")
+                              "(an integer from 0)")
+    frame.loc[6, "price_range"] = -1
+    with pytest.raises(JaxpipeError) as err:
+        select(frame, BINARY, "t.csv")
+    assert str(err.value) == ("t.csv: column 'price_range', row 7: -1 is not a class label "
+                              "(an integer from 0)")
 
 
 def test_test_size_zero_needs_test_on_train() -> None:
@@ -155,7 +160,7 @@ def test_prepare_reads_a_csv_source(tmp_path: Path) -> None:
     assert sorted(tables) == ["test", "train"]
     assert tables["train"].num_rows + tables["test"].num_rows == 200
     assert tables["test"].num_rows == 40
-    assert scaler["target"] == "price_range" and len(scaler["features"]) == 20
+    assert scaler.target == "price_range" and scaler.n_features == 20
 
 
 def test_prepare_reads_an_mnist_folder_and_checks_it(tmp_path: Path) -> None:
@@ -164,7 +169,7 @@ def test_prepare_reads_an_mnist_folder_and_checks_it(tmp_path: Path) -> None:
     schema = load_schema(ROOT / "schemas" / "mnist.yaml")
     tables, scaler = prepare(mnist, cfg, schema)
     assert {k: t.num_rows for k, t in tables.items()} == {"train": 80, "val": 20, "test": 30}
-    assert scaler["features"] == ["image"] and scaler["scale"] == [255.0]
+    assert scaler.features == ("image",) and scaler.scale == (255.0,)
     write_dataset(tmp_path / "prepared", tables, scaler)
     data = load_dataset(tmp_path / "prepared")
     assert data.split("test").x.shape == (30, 28, 28, 1)  # NHWC, one channel
@@ -272,3 +277,32 @@ def test_the_mnist_hold_out_is_reproducible_from_its_seed_and_keeps_order() -> N
 def test_no_hold_out_keeps_every_training_image() -> None:
     tables, y = hold_out(0, val_size=0.0)
     assert "val" not in tables and index_of(tables["train"]) == list(range(len(y)))
+
+
+def test_data_kinds_are_a_registry_and_a_new_kind_is_one_function(tmp_path: Path) -> None:
+    """``prepare.<dataset>.kind`` names a function registered with ``data_kind``: the two the
+    pipeline uses, and a team's own, are found the same way; an unknown one is named with
+    the kinds there are."""
+    from jaxpipe.core.config import parse
+    from jaxpipe.core.errors import ConfigError
+    from jaxpipe.data import prepare as module
+    from jaxpipe.data.inputs import Inputs
+
+    assert {"table", "images"} <= set(module.KINDS)
+    with pytest.raises(ConfigError) as err:
+        parse(PrepareConfig, {"kind": "sound"}, "prepare.x")
+    assert str(err.value) == (f"prepare.x.kind: 'sound' is not one of {sorted(module.KINDS)}")
+
+    @module.data_kind("constant")
+    def constant(source: Path, cfg: PrepareConfig, schema: object
+                 ) -> tuple[dict[str, pa.Table], Inputs]:
+        table = pa.table({"a": [float(source.stat().st_size)], "y": [0]})
+        return {"train": table, "test": table}, Inputs(("a",), (0.0,), (1.0,), "y", "scaled")
+
+    try:
+        (tmp_path / "raw").write_text("12345")
+        cfg = parse(PrepareConfig, {"kind": "constant"}, "prepare.x")
+        tables, inputs = module.prepare(tmp_path / "raw", cfg)
+        assert tables["train"]["a"].to_pylist() == [5.0] and inputs.features == ("a",)
+    finally:
+        del module.KINDS["constant"]

@@ -126,7 +126,7 @@ def test_a_measurement_trains_on_fixed_mnist_shaped_images(recorder: Recorder,
     data = recorder.calls[0][1]
     assert recorder.calls[1][1] is data  # the compile run and the timed run: the same data
     train, val = data.split("train"), data.split("val")
-    assert sorted(data.splits) == ["train", "val"] and data.scaler == {}
+    assert sorted(data.splits) == ["train", "val"] and data.inputs.image_shape == (28, 28)
     assert data.path == Path("memory")  # an in-memory data set, as helpers.make_dataset
     assert train.x.shape == (130, 28, 28, 1) and train.x.dtype == np.float32
     assert -1 <= train.x.min() < -0.99 and 0.99 < train.x.max() < 1

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from jaxpipe.artifacts import flatten
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.tables import image_table, load_dataset, write_dataset
 from jaxpipe.models import cnn
 from jaxpipe.models.cnn import loop, stream
 
-SCALER = {"features": ["image"], "mean": [33.0], "scale": [60.0], "target": "label"}
+SCALER = Inputs(("image",), (33.0,), (60.0,), "label", "raw", 10, (28, 28))
 
 
 def write_images(folder: Path, n_train: int = 256, n_val: int = 100, seed: int = 0) -> Path:

@@ -1,9 +1,9 @@
 """``jaxpipe.data.tables``: prepared folders written and read back: tables have an explicit
 schema, targets keep their kind (int32 classes, float32 values), a folder's bytes do not
 depend on the order it was built in, and each damaged split or scaler, or a cell that is
-not finite, gives one line naming the file, and the column and row."""
+not finite, gives one line naming the file, and the column and row (``inputs.json`` itself:
+tests/test_inputs.py)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +11,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import random_table, reordered
+from helpers import random_table
 
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.tables import (
     image_table,
     load_dataset,
     load_split,
-    read_scaler,
     table_from_frame,
     write_dataset,
 )
 
-SCALER = {"features": ["a", "b"], "mean": [0.0, 0.0], "scale": [1.0, 1.0], "target": "y"}
+SCALER = Inputs(("a", "b"), (0.0, 0.0), (1.0, 1.0), "y", "scaled")
 
 
 def _split(tmp_path: Path, **columns: list) -> Path:
@@ -63,23 +63,6 @@ def test_a_damaged_split_gives_one_exact_line(tmp_path: Path, case: str) -> None
     assert str(err.value) == f"{path}: {line}"
 
 
-def test_a_missing_or_damaged_scaler_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "scaler.json"
-    cases = [(None, "not found (run the prepare stage first)"),
-             ("{not json", "cannot read (JSONDecodeError)"),
-             (json.dumps({k: v for k, v in SCALER.items() if k != "mean"}),
-              "needs features, mean, scale and target"),
-             (json.dumps([SCALER]), "needs features, mean, scale and target")]
-    for text, line in cases:
-        if text is not None:
-            path.write_text(text)
-        with pytest.raises(JaxpipeError) as err:
-            read_scaler(tmp_path)
-        assert str(err.value) == f"{path}: {line}"
-    path.write_text(json.dumps(SCALER))
-    assert read_scaler(tmp_path) == SCALER
-
-
 def test_a_folder_without_its_training_split_is_named(tmp_path: Path) -> None:
     test = pa.table({"a": [1.0], "b": [2.0], "y": [1]})
     write_dataset(tmp_path, {"test": test}, SCALER)
@@ -95,8 +78,7 @@ def test_a_folder_without_its_training_split_is_named(tmp_path: Path) -> None:
 def test_a_non_finite_cell_is_named_by_column_row_and_value(tmp_path: Path) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, np.inf], "y": [0, 1, 0]})
     table = table_from_frame(frame, "y", pa.int64())
-    write_dataset(tmp_path / "d", {"train": table, "test": table},
-                  {"features": ["a", "b"], "mean": [0, 0], "scale": [1, 1], "target": "y"})
+    write_dataset(tmp_path / "d", {"train": table, "test": table}, SCALER)
     with pytest.raises(JaxpipeError) as err:
         load_dataset(tmp_path / "d")
     assert str(err.value).endswith("column 'b', row 3: inf is not finite")
@@ -111,17 +93,17 @@ def test_tables_have_an_explicit_schema_with_a_typed_required_target() -> None:
     assert table.column("y").to_pylist() == [0, 1]
 
 
-def test_a_prepared_folder_is_identical_whatever_the_order_of_splits_and_scaler_keys(
+def test_a_prepared_folder_is_identical_whatever_the_order_of_its_splits(
         tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     splits = {"train": random_table(40), "test": random_table(10),
               "val": image_table(rng.integers(0, 255, (4, 3, 3), dtype=np.uint8),
                                  np.arange(4))}
-    scaler = {"features": ["a", "b"], "mean": [0.1, 0.2], "scale": [1.0, 2.0], "target": "y"}
-    write_dataset(tmp_path / "one", splits, scaler)
-    write_dataset(tmp_path / "two", dict(reversed(list(splits.items()))), reordered(scaler))
+    inputs = Inputs(("a", "b"), (0.1, 0.2), (1.0, 2.0), "y", "scaled")
+    write_dataset(tmp_path / "one", splits, inputs)
+    write_dataset(tmp_path / "two", dict(reversed(list(splits.items()))), inputs)
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert names == ["manifest.json", "scaler.json", "test.parquet", "train.parquet",
+    assert names == ["inputs.json", "manifest.json", "test.parquet", "train.parquet",
                      "val.parquet"]
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()

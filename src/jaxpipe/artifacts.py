@@ -24,18 +24,21 @@ from jaxpipe import models
 from jaxpipe.core.config import parse
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
+from jaxpipe.data.inputs import Inputs
 
 META_KEY = "jaxpipe"
 
 
 @dataclass(frozen=True)
 class Trained:
-    """A model loaded from its file: its family's module, config, parameters and metadata."""
+    """A model loaded from its file: its family's module, config, parameters, what its inputs
+    are (the data set's ``Inputs`` it was trained on) and the rest of its metadata."""
 
     kind: str
     module: ModuleType
     config: Any
     params: Any
+    inputs: Inputs
     meta: dict
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -114,10 +117,10 @@ def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def save_trained(path: str | Path, name: str, kind: str, config: Any, fit: models.Fit,
-                 scaler: dict) -> None:
-    """Write a model file whose metadata carries kind, task, config, facts and the scaler."""
+                 inputs: Inputs) -> None:
+    """Write a model file whose metadata carries kind, task, config, facts and its inputs."""
     meta = {"model": name, "kind": kind, "task": models.load(kind).TASK,
-            "config": dataclasses.asdict(config), "info": fit.info, "scaler": scaler}
+            "config": dataclasses.asdict(config), "info": fit.info, "inputs": inputs.to_json()}
     save_model(path, fit.params, meta)
 
 
@@ -133,24 +136,10 @@ def load_trained(path: str | Path) -> Trained:
         raise JaxpipeError(f"{path}: task {meta.get('task')!r} does not match kind {kind!r} "
                            f"({module.TASK!r})")
     config = parse(module.Config, meta.get("config"), f"{path}:config")
-    check_scaler(meta.get("scaler"), f"{path}: scaler")  # templates read its feature count
-    params = unflatten(flat, module.template(config, meta), str(path))
-    return Trained(kind, module, config, params, meta)
+    if "inputs" not in meta and "scaler" in meta:
+        raise JaxpipeError(f"{path}: written by an older jaxpipe (a 'scaler', no 'inputs'); "
+                           f"train it again: dvc repro train@{meta.get('model', '<model>')}")
+    inputs = Inputs.from_json(meta.get("inputs"), f"{path}: inputs")
+    params = unflatten(flat, models.template(module, config, inputs), str(path))
+    return Trained(kind, module, config, params, inputs, meta)
 
-
-def check_scaler(scaler: Any, where: str) -> None:
-    """A scaler as prepare writes it: named features, a finite mean and a positive finite
-    scale for each."""
-    if not isinstance(scaler, dict) or not isinstance(scaler.get("features"), list):
-        raise JaxpipeError(f"{where}: missing or malformed")
-    n = len(scaler["features"])
-    for key in ("mean", "scale"):
-        values = scaler.get(key)
-        if not isinstance(values, list) or len(values) != n:
-            raise JaxpipeError(f"{where}: '{key}' needs one number per feature ({n})")
-        array = np.asarray(values, dtype=object)
-        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-        if not numeric or not np.isfinite(array.astype(np.float64)).all():
-            raise JaxpipeError(f"{where}: '{key}' holds a value that is not a finite number")
-        if key == "scale" and (array.astype(np.float64) <= 0).any():
-            raise JaxpipeError(f"{where}: 'scale' holds a value that is not positive")

@@ -1,7 +1,8 @@
 """Use a trained model on new data: raw tables or images in, one row of predictions each out.
 
-The model file carries what its inputs need: the feature names and the scaler fitted at
-prepare time (or the pixel scale), so raw rows are scaled exactly as in training.
+The model file carries what its inputs are (``data.inputs.Inputs``): the feature names and
+the scaling fitted at prepare time (or the pixel scale and image shape), so raw rows are
+scaled exactly as in training, by the same code.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ MAX_PNG_FILES = 100_000
 def model_inputs(trained: Trained, data: pd.DataFrame | np.ndarray, source: str = "input"
                  ) -> np.ndarray:
     """Model-ready features: table columns matched by name and scaled, or pixels scaled."""
-    scaler = trained.meta["scaler"]
-    shape = getattr(trained.module, "IMAGE_SHAPE", None)
+    inputs = trained.inputs
+    shape, features = inputs.image_shape, list(inputs.features)
     if shape is not None:
         images = np.asarray(data)
         if images.ndim == 4 and images.shape[-1] == 1:
@@ -36,22 +37,20 @@ def model_inputs(trained: Trained, data: pd.DataFrame | np.ndarray, source: str 
         if images.ndim != 3 or images.shape[1:] != tuple(shape):
             raise JaxpipeError(f"{source}: expected images of shape (n, {shape[0]}, {shape[1]}), "
                                f"got {images.shape}")
-        x = (images.astype(np.float32) - scaler["mean"][0]) / scaler["scale"][0]
-        return x[..., None]
+        return inputs.scale_images(images)
     if not isinstance(data, pd.DataFrame):
-        raise JaxpipeError(f"{source}: expected a table with columns {scaler['features']}")
-    missing = [c for c in scaler["features"] if c not in data.columns]
+        raise JaxpipeError(f"{source}: expected a table with columns {features}")
+    missing = [c for c in features if c not in data.columns]
     if missing:
         raise JaxpipeError(f"{source}: missing column '{missing[0]}' (the model needs "
-                           f"{len(scaler['features'])}: {', '.join(scaler['features'])})")
-    for column in scaler["features"]:
+                           f"{len(features)}: {', '.join(features)})")
+    for column in features:
         values = pd.to_numeric(data[column], errors="coerce")
         bad = np.flatnonzero(~np.isfinite(values.to_numpy(np.float64)))
         if bad.size:
             raise JaxpipeError(f"{source}: column '{column}', row {int(bad[0]) + 1}: "
                                f"{data[column].iloc[bad[0]]!r} is not a finite number")
-    raw = data[scaler["features"]].to_numpy(np.float64)
-    return ((raw - scaler["mean"]) / scaler["scale"]).astype(np.float32)
+    return inputs.scale_rows(data[features].to_numpy(np.float64))
 
 
 def predict(trained: Trained, data: pd.DataFrame | np.ndarray, source: str = "input"
@@ -189,8 +188,8 @@ def predict_file(trained: Trained, source: Path | list[Path], out: Path) -> int:
     """Predict every row (or image) of ``source`` (one input or several) into the CSV
     ``out``; return the row count."""
     sources = [source] if isinstance(source, Path) else list(source)
-    shape = getattr(trained.module, "IMAGE_SHAPE", None)
-    data, names = read_inputs(sources, None if shape is None else tuple(shape))
+    shape = trained.inputs.image_shape
+    data, names = read_inputs(sources, shape)
     where = str(sources[0]) if len(sources) == 1 else f"{sources[0]} (and {len(sources) - 1} more)"
     if shape is not None:
         warning = unlike_training(np.asarray(data), where)

@@ -1,10 +1,12 @@
 """Prepare: select columns and rows, split train/test, fit a scaler on train only.
 
-Pure functions: a DataFrame (or arrays) in, new tables and the scaler out; no paths.
+Pure functions: a DataFrame (or arrays) in, new tables and their ``Inputs`` out; no paths.
+Each data kind (``prepare.<dataset>.kind``) is a function registered with ``data_kind``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +17,7 @@ import pyarrow as pa
 
 from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.raw import check_images, read_mnist, read_source
 from jaxpipe.data.schema import SchemaSpec, validate
 from jaxpipe.data.tables import image_table, table_from_frame
@@ -24,7 +27,7 @@ from jaxpipe.data.tables import image_table, table_from_frame
 class PrepareConfig:
     """params.yaml ``prepare.<dataset>``."""
 
-    kind: Literal["table", "images"]
+    kind: str  # a registered data kind: "table" or "images" (``KINDS``)
     task: Literal["classification", "regression"] = "classification"
     target: str = "y"
     columns_from: str | None = None
@@ -37,6 +40,7 @@ class PrepareConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check(self.kind in KINDS, "kind", f"{self.kind!r} is not one of {sorted(KINDS)}")
         check(0.0 <= self.test_size < 1.0, "test_size", "must be in [0, 1)")
         check(self.kind == "images" or self.test_size > 0 or self.test_on_train, "test_size",
               "0 leaves no test rows; set test_on_train: true to score on the training rows")
@@ -65,10 +69,10 @@ def select(frame: pd.DataFrame, cfg: PrepareConfig, source: str) -> pd.DataFrame
     out = frame[features + [cfg.target]]
     if cfg.task == "classification":
         target = out[cfg.target].to_numpy(np.float64)
-        bad = np.flatnonzero(~np.isfinite(target) | (target != np.floor(target)))
+        bad = np.flatnonzero(~np.isfinite(target) | (target != np.floor(target)) | (target < 0))
         if bad.size:
             raise JaxpipeError(f"{source}: column '{cfg.target}', row {bad[0] + 1}: "
-                               f"{target[bad[0]]:g} is not a class label (an integer)")
+                               f"{target[bad[0]]:g} is not a class label (an integer from 0)")
     if out.empty:
         raise JaxpipeError(f"{source}: no data rows")
     if cfg.classes is not None:
@@ -109,8 +113,10 @@ def split(frame: pd.DataFrame, cfg: PrepareConfig, source: str = "table"
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def fit_scaler(train: pd.DataFrame, cfg: PrepareConfig) -> dict:
-    """Per-feature mean and scale fitted on the training rows (identity if not standardizing)."""
+def fit_scaler(train: pd.DataFrame, cfg: PrepareConfig, classes: int | None = None
+               ) -> Inputs:
+    """The table's inputs: per-feature mean and scale fitted on the training rows (identity
+    if not standardizing), with the class count when given."""
     features = [c for c in train.columns if c != cfg.target]
     values = train[features].to_numpy(np.float64)
     mean = values.mean(axis=0) if cfg.standardize else np.zeros(len(features))
@@ -120,35 +126,42 @@ def fit_scaler(train: pd.DataFrame, cfg: PrepareConfig) -> dict:
     n, eps = len(values), np.finfo(np.float64).eps
     constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
     scale = np.where(constant, 1.0, std)
-    return {"features": features, "mean": mean.tolist(), "scale": scale.tolist(),
-            "target": cfg.target, "stored": "scaled"}
+    return Inputs(tuple(features), tuple(mean.tolist()), tuple(scale.tolist()), cfg.target,
+                  "scaled", classes)
 
 
-def apply_scaler(frame: pd.DataFrame, scaler: dict) -> pd.DataFrame:
-    """A new frame with the features standardized by ``scaler``."""
+def apply_scaler(frame: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
+    """A new frame with the features standardized as ``inputs`` says."""
     out = frame.copy()
-    feats = scaler["features"]
-    out[feats] = (frame[feats].to_numpy(np.float64) - scaler["mean"]) / scaler["scale"]
+    feats = list(inputs.features)
+    out[feats] = (frame[feats].to_numpy(np.float64) - np.asarray(inputs.mean)) / np.asarray(
+        inputs.scale)
     return out
 
 
+def class_count(labels: np.ndarray) -> int:
+    """How many classes integer labels 0..K-1 name: K (at least 2)."""
+    return max(int(np.max(labels)) + 1, 2)
+
+
 def prepare_table(frame: pd.DataFrame, cfg: PrepareConfig, source: str,
-                  schema: SchemaSpec | None = None) -> tuple[dict[str, pa.Table], dict]:
+                  schema: SchemaSpec | None = None) -> tuple[dict[str, pa.Table], Inputs]:
     """Check a table against its schema; select, split and scale it; return Parquet-ready
-    tables and the scaler."""
+    tables and what the inputs are."""
     if schema is not None:
         validate(frame, schema, source)
     chosen = select(frame, cfg, source)
     train, test = split(chosen, cfg, source)
-    scaler = fit_scaler(train, cfg)
-    target_type = pa.int64() if cfg.task == "classification" else pa.float64()
-    tables = {name: table_from_frame(apply_scaler(part, scaler), cfg.target, target_type)
+    classification = cfg.task == "classification"
+    inputs = fit_scaler(train, cfg, class_count(chosen[cfg.target]) if classification else None)
+    target_type = pa.int64() if classification else pa.float64()
+    tables = {name: table_from_frame(apply_scaler(part, inputs), cfg.target, target_type)
               for name, part in (("train", train), ("test", test))}
-    return tables, scaler
+    return tables, inputs
 
 
 def prepare_images(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                   test_y: np.ndarray, cfg: PrepareConfig) -> tuple[dict[str, pa.Table], dict]:
+                   test_y: np.ndarray, cfg: PrepareConfig) -> tuple[dict[str, pa.Table], Inputs]:
     """Hold out a stratified validation part of train; keep the official test set."""
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
         raise JaxpipeError("MNIST images and labels differ in count")
@@ -166,18 +179,41 @@ def prepare_images(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                                           image_table(train_x[va], train_y[va]))
     else:
         tables["train"] = image_table(train_x, train_y)
-    scaler = {"features": ["image"], "mean": [0.0], "scale": [cfg.pixel_scale],
-              "target": "label", "stored": "raw"}
-    return tables, scaler
+    classes = class_count(np.concatenate([train_y, test_y]))
+    return tables, Inputs.of_images(train_x.shape[1:3], classes, cfg.pixel_scale)
+
+
+Preparer = Callable[[Path, PrepareConfig, SchemaSpec | None], tuple[dict[str, pa.Table], Inputs]]
+KINDS: dict[str, Preparer] = {}
+
+
+def data_kind(name: str) -> Callable[[Preparer], Preparer]:
+    """Register the function that prepares data sets of ``kind: name`` (params.yaml
+    ``prepare.<dataset>.kind``): raw source, config and schema in; tables and inputs out."""
+    def register(preparer: Preparer) -> Preparer:
+        KINDS[name] = preparer
+        return preparer
+    return register
+
+
+@data_kind("table")
+def _table(source: Path, cfg: PrepareConfig, schema: SchemaSpec | None
+           ) -> tuple[dict[str, pa.Table], Inputs]:
+    """A CSV or Parquet table: columns selected, split, standardized."""
+    return prepare_table(read_source(source), cfg, str(source), schema)
+
+
+@data_kind("images")
+def _images(source: Path, cfg: PrepareConfig, schema: SchemaSpec | None
+            ) -> tuple[dict[str, pa.Table], Inputs]:
+    """An MNIST folder (IDX files): a validation part held out of train, pixels kept raw."""
+    parts = read_mnist(source)
+    for name, (images, labels) in parts.items():
+        check_images(images, labels, schema, f"{source} ({name})")
+    return prepare_images(*parts["train"], *parts["test"], cfg)
 
 
 def prepare(source: Path, cfg: PrepareConfig, schema: SchemaSpec | None = None
-            ) -> tuple[dict[str, pa.Table], dict]:
-    """Read the raw ``source`` (an MNIST folder, or a CSV/Parquet table), check it against
-    ``schema`` and prepare it."""
-    if cfg.kind == "images":
-        parts = read_mnist(source)
-        for name, (images, labels) in parts.items():
-            check_images(images, labels, schema, f"{source} ({name})")
-        return prepare_images(*parts["train"], *parts["test"], cfg)
-    return prepare_table(read_source(source), cfg, str(source), schema)
+            ) -> tuple[dict[str, pa.Table], Inputs]:
+    """Read the raw ``source`` as its kind says, check it against ``schema`` and prepare it."""
+    return KINDS[cfg.kind](source, cfg, schema)

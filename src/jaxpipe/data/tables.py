@@ -1,7 +1,8 @@
 """Parquet layouts of prepared data sets, and loading them back into NumPy.
 
 A prepared data set is a folder: ``train.parquet``, ``test.parquet``, optionally
-``val.parquet``, ``scaler.json`` (mean and scale fitted on train) and ``manifest.json`` (the
+``val.parquet``, ``inputs.json`` (``data.inputs.Inputs``: the features, their scaling fitted
+on train, the classes, the image shape) and ``manifest.json`` (the
 SHA-256 of each of those files as prepare wrote them: train and evaluate refuse a folder
 whose files were edited, replaced or added since). Tables hold numeric feature columns and a
 target; images are one fixed-size binary column of raw pixels.
@@ -23,8 +24,9 @@ import pyarrow.parquet as pq
 
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import write_json, write_parquet
+from jaxpipe.data.inputs import FILE as INPUTS_FILE
+from jaxpipe.data.inputs import IMAGE_COLUMN, LABEL_COLUMN, Inputs
 
-IMAGE_COLUMN, LABEL_COLUMN = "image", "label"
 SPLITS = ("train", "val", "test")
 
 
@@ -45,11 +47,11 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A prepared data set, loaded once: its model-ready splits and the scaler."""
+    """A prepared data set, loaded once: its model-ready splits and what its inputs are."""
 
     path: Path
     splits: dict[str, Split]
-    scaler: dict
+    inputs: Inputs
 
     def split(self, name: str) -> Split:
         """One split by name, with an error naming the folder if the data set lacks it."""
@@ -95,11 +97,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_dataset(out_dir: Path, splits: dict[str, pa.Table], scaler: dict) -> None:
-    """Write every split's Parquet file, the scaler JSON and their manifest into ``out_dir``."""
+def write_dataset(out_dir: Path, splits: dict[str, pa.Table], inputs: Inputs) -> None:
+    """Write every split's Parquet file, ``inputs.json`` and their manifest into ``out_dir``."""
     for name, table in splits.items():
         write_parquet(out_dir / f"{name}.parquet", table)
-    write_json(out_dir / "scaler.json", scaler)
+    inputs.write(out_dir / INPUTS_FILE)
     files = sorted(p.name for p in out_dir.iterdir() if p.name != MANIFEST)
     write_json(out_dir / MANIFEST, {"sha256": {name: _sha256(out_dir / name) for name in files}})
 
@@ -130,43 +132,29 @@ def verify_dataset(data_dir: Path) -> None:
                                f"the one in {MANIFEST}); {redo}")
 
 
-def read_scaler(data_dir: Path) -> dict:
-    """The scaler JSON of a prepared data set."""
-    path = data_dir / "scaler.json"
-    try:
-        scaler = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise JaxpipeError(f"{path}: not found (run the prepare stage first)") from None
-    except (ValueError, OSError) as exc:
-        raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    if not isinstance(scaler, dict) or not {"features", "mean", "scale", "target"} <= set(scaler):
-        raise JaxpipeError(f"{path}: needs features, mean, scale and target")
-    return scaler
-
-
 def load_dataset(data_dir: str | Path) -> Dataset:
-    """Read the scaler and every split a prepared folder holds (train, val, test)."""
+    """Read what the inputs are and every split a prepared folder holds (train, val, test)."""
     data_dir = Path(data_dir)
     verify_dataset(data_dir)
-    scaler = read_scaler(data_dir)
-    splits = {name: load_split(data_dir / f"{name}.parquet", scaler)
+    inputs = Inputs.read(data_dir / INPUTS_FILE)
+    splits = {name: load_split(data_dir / f"{name}.parquet", inputs)
               for name in SPLITS if (data_dir / f"{name}.parquet").exists()}
     if "train" not in splits:
         raise JaxpipeError(f"{data_dir / 'train.parquet'}: not found (run the prepare stage)")
-    return Dataset(data_dir, splits, scaler)
+    return Dataset(data_dir, splits, inputs)
 
 
-def load_split(path: Path, scaler: dict) -> Split:
-    """Load one split's Parquet file as float32 features (``scaler`` applied) and targets."""
+def load_split(path: Path, inputs: Inputs) -> Split:
+    """Load one split's Parquet file as float32 model inputs and targets."""
     try:
         if IMAGE_COLUMN in pq.read_schema(path).names:
             labels = pq.read_table(path, columns=[LABEL_COLUMN])[LABEL_COLUMN].to_numpy()
-            return Split(lambda: _scaled_images(path, scaler), labels.astype(np.int32),
+            return Split(lambda: _scaled_images(path, inputs), labels.astype(np.int32),
                          [IMAGE_COLUMN])
         table = pq.read_table(path)
     except (FileNotFoundError, pa.ArrowInvalid, KeyError) as exc:
         raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    target = scaler["target"]
+    target = inputs.target
     features = [c for c in table.column_names if c != target]
     if target not in table.column_names or not features:
         raise JaxpipeError(f"{path}: needs feature columns and the target '{target}'")
@@ -197,19 +185,24 @@ def _check_finite(path: Path, x: np.ndarray, features: list[str], y: np.ndarray 
                            "finite")
 
 
-def _scaled_images(path: Path, scaler: dict) -> np.ndarray:
-    """An image split's pixels as model input: (n, h, w, 1) float32, ``scaler`` applied."""
+def _scaled_images(path: Path, inputs: Inputs) -> np.ndarray:
+    """An image split's pixels as model input: (n, h, w, 1) float32, scaled."""
     try:
         images = load_images(pq.read_table(path))
     except (FileNotFoundError, pa.ArrowInvalid, KeyError) as exc:
         raise JaxpipeError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    return ((images.astype(np.float32) - scaler["mean"][0]) / scaler["scale"][0])[..., None]
+    return inputs.scale_images(images)
 
 
 def load_images(table: pa.Table) -> np.ndarray:
     """The image column as a (n, h, w) uint8 array, straight from its data buffer."""
     shape = json.loads(table.schema.metadata[b"image_shape"])
-    column = table[IMAGE_COLUMN].combine_chunks()
+    return decode_images(table[IMAGE_COLUMN].combine_chunks(), shape)
+
+
+def decode_images(column: pa.FixedSizeBinaryArray, shape: list[int] | tuple[int, ...]
+                  ) -> np.ndarray:
+    """An image column (one chunk) as (n, h, w) uint8, a view of its data buffer."""
     size = column.type.byte_width
     flat = np.frombuffer(column.buffers()[1], dtype=np.uint8, count=len(column) * size,
                          offset=column.offset * size)

@@ -2,13 +2,15 @@
 
 Every model module defines the same names:
 
-- ``Config``: a frozen dataclass, params.yaml ``train.<model>`` less its ``kind``;
+- ``Config``: a frozen dataclass subclassing ``TrainConfig`` (seed, lr, the divergence
+  rule), params.yaml ``train.<model>`` less its ``kind``;
 - ``TASK``: ``"binary"``, ``"multiclass"`` or ``"regression"``;
 - ``fit(cfg, data) -> Fit``: train on a prepared ``Dataset``;
 - ``predict(cfg, params, x) -> np.ndarray``: the probability of class 1 (binary), class
   probabilities (multiclass) or values (regression);
-- ``template(cfg, meta)``: the parameter pytree as ``jax.ShapeDtypeStruct`` leaves (shapes
-  only, nothing initialised), to load and check a model file;
+- ``init(cfg, n_features)``: the initial parameters, from which ``template`` (below) traces
+  the shapes a model file must hold; or, where those depend on more than the feature count,
+  its own ``template(cfg, inputs)`` (``inputs``: the data set's ``data.inputs.Inputs``);
 - ``metrics(cfg, params, info) -> dict``: what the family adds to its task's metrics.
 
 A family is found by its name: ``kind: NAME`` in params.yaml is the module
@@ -30,11 +32,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from jaxpipe.core.config import SEED_MAX, check, in_range
 from jaxpipe.core.errors import ConfigError, JaxpipeError
+from jaxpipe.data.inputs import Inputs
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -140,15 +144,33 @@ def load(kind: str) -> ModuleType:
 
 
 @dataclass(frozen=True)
-class Guarded:
-    """What every model config shares: the divergence rule's threshold."""
+class TrainConfig:
+    """What every model config shares, checked here once: the seed of its random draws, its
+    learning rate and the divergence rule's threshold. A family's ``Config`` subclasses it
+    (redeclaring ``seed`` or ``lr`` changes only the default) and adds its own fields."""
 
+    seed: int = 0
+    lr: float = 0.1
     # training stops when a loss exceeds this many times the loss of a constant prediction
     max_loss_growth: float = 10.0
+    seed_max: ClassVar[int] = SEED_MAX  # a family that derives seeds (seed + 1) lowers it
 
     def __post_init__(self) -> None:
-        if not 1.0 < self.max_loss_growth <= 1e6:
-            raise ValueError("max_loss_growth: must be in (1, 1e6]")
+        in_range(self.seed, "seed", 0, self.seed_max)
+        check(self.lr > 0, "lr", "must be positive")
+        check(1.0 < self.max_loss_growth <= 1e6, "max_loss_growth", "must be in (1, 1e6]")
+
+
+def template(module: ModuleType, cfg: Any, inputs: Inputs) -> Any:
+    """The parameter pytree (``jax.ShapeDtypeStruct`` leaves: shapes only, nothing
+    initialised) a model of ``module``'s family holds for ``inputs``: the family's own
+    ``template(cfg, inputs)`` if it has one, else its ``init(cfg, n_features)`` traced."""
+    own = getattr(module, "template", None)
+    if own is not None:
+        return own(cfg, inputs)
+    import jax
+
+    return jax.eval_shape(lambda: module.init(cfg, inputs.n_features))
 
 
 def baseline_loss(task: Task, y: np.ndarray) -> float:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
+from jaxpipe.core.config import MAX_STEPS, in_range
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task
+from jaxpipe.models import Fit, Task, TrainConfig
 
 Params = dict[str, jax.Array]
 TASK: Task = "regression"
@@ -24,7 +23,7 @@ MAX_BATCH = 1_000_000  # rows drawn per step: 4 MB a feature, far above system 3
 
 
 @dataclass(frozen=True)
-class Config(Guarded):
+class Config(TrainConfig):
     """params.yaml ``train.<model>`` for kind ``linreg``."""
 
     steps: int = 5000
@@ -35,9 +34,7 @@ class Config(Guarded):
     def __post_init__(self) -> None:
         super().__post_init__()
         in_range(self.steps, "steps", 1, MAX_STEPS)
-        check(self.lr > 0, "lr", "must be positive")
         in_range(self.batch_size, "batch_size", 1, MAX_BATCH)
-        in_range(self.seed, "seed", 0, SEED_MAX)
 
 
 def forward(params: Params, x: jax.Array) -> jax.Array:
@@ -60,18 +57,23 @@ def _sgd_loop(params: Params, x, y, key, lr, steps: int, batch_size: int):
     return jax.lax.scan(step, params, jax.random.split(key, steps))
 
 
-def init(cfg: Config, n_features: int) -> tuple[Params, jax.Array]:
-    """A random start from ``key(seed)``, and the key for the minibatch draws."""
+def _keys(cfg: Config) -> tuple[jax.Array, jax.Array]:
+    """The keys of the start and of the minibatch draws, split off ``key(seed)``."""
     init_key, batch_key = jax.random.split(jax.random.key(cfg.seed))
-    kw, kb = jax.random.split(init_key)
-    return {"w": jax.random.normal(kw, (n_features,)), "b": jax.random.normal(kb, ())}, batch_key
+    return init_key, batch_key
+
+
+def init(cfg: Config, n_features: int) -> Params:
+    """A random start from ``key(seed)``."""
+    kw, kb = jax.random.split(_keys(cfg)[0])
+    return {"w": jax.random.normal(kw, (n_features,)), "b": jax.random.normal(kb, ())}
 
 
 def fit(cfg: Config, data: Dataset) -> Fit:
     """SGD from a random start; history is each step's minibatch RMSE."""
     train = data.split("train")
-    params, batch_key = init(cfg, train.x.shape[1])
-    params, history = _sgd_loop(params, train.x, jnp.asarray(train.y, jnp.float32), batch_key,
+    params = init(cfg, train.x.shape[1])
+    params, history = _sgd_loop(params, train.x, jnp.asarray(train.y, jnp.float32), _keys(cfg)[1],
                                 cfg.lr, cfg.steps, cfg.batch_size)
     return Fit(params, history)
 
@@ -79,11 +81,6 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
     """Predicted values, computed by XLA as in training."""
     return np.asarray(forward(params, jnp.asarray(x)))
-
-
-def template(cfg: Config, meta: dict) -> Any:
-    """Parameter shapes for the model file's features."""
-    return jax.eval_shape(lambda: init(cfg, len(meta["scaler"]["features"]))[0])
 
 
 def metrics(cfg: Config, params: Params, info: dict) -> dict:

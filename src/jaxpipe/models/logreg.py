@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
+from jaxpipe.core.config import MAX_STEPS, check, in_range
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task
+from jaxpipe.models import Fit, Task, TrainConfig
 
 Params = dict[str, jax.Array]
 TASK: Task = "binary"
 
 
 @dataclass(frozen=True)
-class Config(Guarded):
+class Config(TrainConfig):
     """params.yaml ``train.<model>`` for kind ``logreg``."""
 
     steps: int = 100
@@ -38,8 +38,6 @@ class Config(Guarded):
     def __post_init__(self) -> None:
         super().__post_init__()
         in_range(self.steps, "steps", 1, MAX_STEPS)
-        in_range(self.seed, "seed", 0, SEED_MAX)
-        check(self.lr > 0, "lr", "must be positive")
         check(self.l2 >= 0, "l2", "must be non-negative")
 
 
@@ -97,11 +95,6 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
     """Probability of class 1 (computed by XLA, as in training, whatever the input type)."""
     return np.asarray(jax.nn.sigmoid(logits(params, jnp.asarray(x))))
-
-
-def template(cfg: Config, meta: dict) -> Any:
-    """Parameter shapes for the model file's features."""
-    return jax.eval_shape(lambda: init(cfg, len(meta["scaler"]["features"])))
 
 
 def metrics(cfg: Config, params: Params, info: dict) -> dict:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
+from jaxpipe.core.config import MAX_STEPS, check, in_range
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task, data_product
+from jaxpipe.models import Fit, Task, TrainConfig, data_product
 
 MAX_HIDDEN = 4096  # hidden units: far above XOR's 3, far below what exhausts memory
 
@@ -27,7 +26,7 @@ TASK: Task = "binary"
 
 
 @dataclass(frozen=True)
-class Config(Guarded):
+class Config(TrainConfig):
     """params.yaml ``train.<model>`` for kind ``mlp``."""
 
     seed: int = 9
@@ -39,13 +38,11 @@ class Config(Guarded):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.lr > 0, "lr", "must be positive")
         check(self.check_every > 0, "check_every", "must be positive")
         check(self.max_steps >= self.check_every, "max_steps", "must be >= check_every")
         in_range(self.max_steps, "max_steps", 1, MAX_STEPS)
         in_range(self.hidden, "hidden", 1, MAX_HIDDEN)
         check(self.eps > 0, "eps", "must be positive")
-        in_range(self.seed, "seed", 0, SEED_MAX)
 
 
 def init(cfg: Config, n_features: int) -> Params:
@@ -112,11 +109,6 @@ def fit(cfg: Config, data: Dataset) -> Fit:
 def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
     """Probability of class 1, computed by XLA as in training."""
     return np.asarray(forward(params, jnp.asarray(x)))
-
-
-def template(cfg: Config, meta: dict) -> Any:
-    """Parameter shapes for the model file's features and ``hidden``."""
-    return jax.eval_shape(lambda: init(cfg, len(meta["scaler"]["features"])))
 
 
 def metrics(cfg: Config, params: Params, info: dict) -> dict:

@@ -15,16 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
+from jaxpipe.core.config import MAX_STEPS, check, in_range
+from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task, data_product
+from jaxpipe.models import Fit, Task, TrainConfig, data_product
 
 Params = dict[str, jax.Array]
 TASK: Task = "multiclass"
 
 
 @dataclass(frozen=True)
-class Config(Guarded):
+class Config(TrainConfig):
     """params.yaml ``train.<model>`` for kind ``softmax``."""
 
     steps: int = 500
@@ -35,8 +37,6 @@ class Config(Guarded):
     def __post_init__(self) -> None:
         super().__post_init__()
         in_range(self.steps, "steps", 1, MAX_STEPS)
-        in_range(self.seed, "seed", 0, SEED_MAX)
-        check(self.lr > 0, "lr", "must be positive")
         check(self.l2 >= 0, "l2", "must be non-negative")
 
 
@@ -50,9 +50,9 @@ def _loss(params: Params, x, x_t, y_onehot, l2: float) -> jax.Array:
     return -jnp.mean(jnp.sum(y_onehot * logp, axis=1)) + 0.5 * l2 * jnp.sum(params["W"] ** 2)
 
 
-@partial(jax.jit, static_argnames=("steps", "lr"))
-def _loop(params: Params, x, x_t, y_onehot, l2, steps: int, lr: float):
-    tx = optax.adam(lr)
+@partial(jax.jit, static_argnames=("steps",))
+def _loop(params: Params, x, x_t, y_onehot, l2, lr, steps: int):
+    tx = optax.adam(lr)  # lr is an array: another lr runs the same compiled loop
     grad = jax.value_and_grad(_loss)
 
     def step(carry, _):
@@ -68,10 +68,14 @@ def _loop(params: Params, x, x_t, y_onehot, l2, steps: int, lr: float):
 def fit(cfg: Config, data: Dataset) -> Fit:
     """Full-batch Adam over every class present in the training labels."""
     train = data.split("train")
-    n_classes = int(np.max(train.y)) + 1
+    n_classes = data.inputs.classes
+    if n_classes is None:
+        raise JaxpipeError(f"{data.path}: softmax needs class labels; this data set is a "
+                           "regression's (prepare task)")
     params = init(cfg, train.x.shape[1], n_classes)
     params, history = _loop(params, train.x, np.ascontiguousarray(train.x.T),
-                            jax.nn.one_hot(train.y, n_classes), cfg.l2, cfg.steps, cfg.lr)
+                            jax.nn.one_hot(train.y, n_classes), cfg.l2,
+                            np.float32(cfg.lr), cfg.steps)
     return Fit(params, history, {"n_classes": n_classes})
 
 
@@ -80,10 +84,11 @@ def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
     return np.asarray(jax.nn.softmax(jnp.asarray(x) @ params["W"] + params["b"]))
 
 
-def template(cfg: Config, meta: dict) -> Any:
-    """Parameter shapes for the model file's features and classes."""
-    n_features, n_classes = len(meta["scaler"]["features"]), meta["info"]["n_classes"]
-    return jax.eval_shape(lambda: init(cfg, n_features, n_classes))
+def template(cfg: Config, inputs: Inputs) -> Any:
+    """Parameter shapes for the data's features and classes."""
+    if inputs.classes is None:
+        raise JaxpipeError("inputs: softmax needs a class count ('classes' is null)")
+    return jax.eval_shape(lambda: init(cfg, inputs.n_features, inputs.classes))
 
 
 def metrics(cfg: Config, params: Params, info: dict) -> dict:

@@ -277,45 +277,44 @@ regression trained by full-batch Optax Adam. ``kind: {name}`` in params.yaml
 ``train.<model>`` selects this module; `jaxpipe new model MY_MODEL --like EXISTING --kind
 {name}` wires a model of it into dvc.yaml. The contract (``jaxpipe.models``):
 
-- ``Config``: params.yaml ``train.<model>`` less ``kind``, checked when read;
+- ``Config``: params.yaml ``train.<model>`` less ``kind``, checked when read; it subclasses
+  ``TrainConfig``, which holds and checks ``seed``, ``lr`` and ``max_loss_growth``;
 - ``TASK``: "binary", "multiclass" or "regression" (chooses the metrics and the loss guard);
 - ``fit(cfg, data) -> Fit``: parameters, a per-step ``train_loss`` history, facts;
 - ``predict(cfg, params, x)``: P(class 1) (binary), class probabilities (multiclass) or values;
-- ``template(cfg, meta)``: the parameter shapes, to load and check a model file;
+- ``init(cfg, n_features)``: the initial parameters; a model file is checked against the
+  shapes it gives (a family whose shapes need more than the feature count defines
+  ``template(cfg, inputs)`` instead, ``inputs`` being the data's ``data.inputs.Inputs``);
 - ``metrics(cfg, params, info)``: what this family adds to its task's metrics.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpipe.core.config import MAX_STEPS, SEED_MAX, check, in_range
+from jaxpipe.core.config import MAX_STEPS, in_range
 from jaxpipe.data.tables import Dataset
-from jaxpipe.models import Fit, Guarded, Task
+from jaxpipe.models import Fit, Task, TrainConfig
 
 Params = dict[str, jax.Array]
 TASK: Task = "binary"
 
 
 @dataclass(frozen=True)
-class Config(Guarded):
+class Config(TrainConfig):
     """params.yaml ``train.<model>`` for kind ``{name}``; every key has a default."""
 
     steps: int = 200
-    lr: float = 0.05
-    seed: int = 0
+    lr: float = 0.05  # redeclared: only its default changes (TrainConfig checks it)
 
     def __post_init__(self) -> None:
-        super().__post_init__()  # max_loss_growth, shared by every family
+        super().__post_init__()  # seed, lr and max_loss_growth, shared by every family
         in_range(self.steps, "steps", 1, MAX_STEPS)
-        in_range(self.seed, "seed", 0, SEED_MAX)
-        check(self.lr > 0, "lr", "must be positive")
 
 
 def init(cfg: Config, n_features: int) -> Params:
@@ -352,11 +351,6 @@ def predict(cfg: Config, params: Params, x: np.ndarray) -> np.ndarray:
     return np.asarray(jax.nn.sigmoid(jnp.asarray(x) @ params["w"] + params["b"]))
 
 
-def template(cfg: Config, meta: dict) -> Any:
-    """The parameter shapes for a model file's features (nothing computed)."""
-    return jax.eval_shape(lambda: init(cfg, len(meta["scaler"]["features"])))
-
-
 def metrics(cfg: Config, params: Params, info: dict) -> dict:
     """Figures of this family beyond its task's (they go to metrics/details/)."""
     return {{"weight_norm": round(float(jnp.linalg.norm(params["w"])), 6)}}
@@ -370,8 +364,12 @@ import pytest
 
 from jaxpipe.core.config import parse
 from jaxpipe.core.errors import ConfigError
-from jaxpipe.models import load, {name}
+from jaxpipe.data.inputs import Inputs
+from jaxpipe.models import load, template, {name}
 from jaxpipe.train import TrainConfig, train
+
+
+INPUTS = Inputs(("a", "b", "c"), (0.0,) * 3, (1.0,) * 3, "y", "scaled", classes=2)
 
 
 def separable(n: int = 200, seed: int = 0):
@@ -380,7 +378,7 @@ def separable(n: int = 200, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3)).astype(np.float32)
     y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype(np.int64)
-    return make_dataset(scaler={{"features": ["a", "b", "c"]}}, train=(x, y), test=(x, y))
+    return make_dataset(INPUTS, train=(x, y), test=(x, y))
 
 
 def test_kind_{name}_finds_this_module() -> None:
@@ -403,10 +401,10 @@ def test_the_same_seed_gives_the_same_bytes() -> None:
     assert all(np.asarray(p).tobytes() == np.asarray(q).tobytes() for p, q in pairs)
 
 
-def test_the_template_has_the_shapes_fit_returns() -> None:
+def test_a_model_file_is_checked_against_the_shapes_fit_returns() -> None:
     cfg = {name}.Config(steps=5)
     fit = {name}.fit(cfg, separable())
-    shapes = {name}.template(cfg, {{"scaler": {{"features": ["a", "b", "c"]}}}})
+    shapes = template({name}, cfg, INPUTS)
     assert jax.tree.map(lambda s: s.shape, shapes) == jax.tree.map(np.shape, fit.params)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.tables import Dataset, Split
 from jaxpipe.models import cnn
 from jaxpipe.train import load_train_config
@@ -38,7 +39,7 @@ def measure(devices: int, images: int, epochs: int, params: str) -> dict:
     x = rng.uniform(-1, 1, size=(images, 28, 28, 1)).astype(np.float32)
     y = (np.arange(images) % 10).astype(np.int32)
     splits = {"train": Split(x, y, []), "val": Split(x[:100], y[:100], [])}
-    data = Dataset(Path("memory"), splits, {})
+    data = Dataset(Path("memory"), splits, Inputs.of_images(cnn.IMAGE_SHAPE, 10))
     kwargs = {"batch_size": base.batch_size, "lr": base.lr, "eval_batch_size": 100,
               "compiler_options": base.compiler_options, "devices": devices}
     cnn.fit(cnn.Config(epochs=1, **kwargs), data)  # compiles

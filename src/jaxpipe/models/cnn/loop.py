@@ -32,7 +32,7 @@ class InMemory:
     def __init__(self, mesh: Mesh, x: np.ndarray, y: np.ndarray, options: net.Options) -> None:
         self.mesh = mesh
         self.x, self.y = meshes.replicated(mesh, (x, y))
-        self.step = net.compiled_steps(options)[0]
+        self.step = net.compiled_steps(options).indexed
 
     def steps(self, order: np.ndarray) -> Iterator[tuple[jax.Array, ...]]:
         batches = meshes.split_rows(self.mesh, order, axis=1)
@@ -50,7 +50,7 @@ class Streamed:
         self.share = meshes.local_rows(mesh, batch_size)
         rows = self.share.stop - self.share.start
         self.window = stream.window_batches(budget_bytes, rows, int(np.prod(source.shape)))
-        self.step = net.batch_step(options)
+        self.step = net.compiled_steps(options).batch
 
     def steps(self, order: np.ndarray) -> Iterator[tuple[jax.Array, ...]]:
         for x, y in stream.batches(self.source, order, self.share, self.window):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,15 +83,37 @@ def _log_probs(graphdef, params, x):
     return nnx.merge(graphdef, params)(x)
 
 
-@functools.cache
-def compiled_steps(options: Options = ()) -> tuple[Callable, Callable]:
-    """The jitted training step (batch gathered by index from the device-held set; buffers
-    donated) and forward pass, with compiler options."""
-    return _compiled(options)[:2]
+class Compiled(NamedTuple):
+    """The jitted functions of one set of compiler options."""
+
+    indexed: Callable  # a training step on rows gathered from the device-held set
+    forward: Callable  # log-probabilities of a batch
+    batch: Callable  # a training step on a batch given as an input (the streaming path)
 
 
 @functools.cache
-def _compiled(options: Options) -> tuple[Callable, Callable, Callable]:
+def optimizer() -> optax.GradientTransformation:
+    """Adam whose learning rate lives in its state, as an array, instead of being a constant
+    of the compiled step: every lr runs the same compiled step (an lr sweep compiles once,
+    and its later runs hit the persistent compilation cache). One object per process, so
+    the step's static arguments stay the same too."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+
+
+def optimizer_state(params: nnx.State, lr: float) -> optax.OptState:
+    """Adam's initial state for ``params``, holding the learning rate ``lr`` (float32)."""
+    state = optimizer().init(params)
+    state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    return state
+
+
+def compiled_steps(options: Options = ()) -> Compiled:
+    """The jitted training steps (buffers donated) and forward pass, with compiler options."""
+    return _compiled(options)
+
+
+@functools.cache
+def _compiled(options: Options) -> Compiled:
     cpu = jax.default_backend() == "cpu"  # a GPU run skips CPU-only (xla_cpu_*) options
     opts = {k: v for k, v in options if cpu or not k.startswith("xla_cpu_")} or None
     donate = ("params", "opt_state")
@@ -99,12 +122,7 @@ def _compiled(options: Options) -> tuple[Callable, Callable, Callable]:
     forward = jax.jit(_log_probs, static_argnames=("graphdef",), compiler_options=opts)
     batch = jax.jit(_batch_step, static_argnames=("graphdef", "tx"),
                     donate_argnames=donate, compiler_options=opts)
-    return indexed, forward, batch
-
-
-def batch_step(options: Options = ()) -> Callable:
-    """The jitted step that takes its batch as an input (the streaming path)."""
-    return _compiled(options)[2]
+    return Compiled(indexed, forward, batch)
 
 
 def probs(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch_size: int,

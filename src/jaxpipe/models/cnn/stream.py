@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.data.tables import IMAGE_COLUMN, LABEL_COLUMN
+from jaxpipe.data.inputs import Inputs
+from jaxpipe.data.tables import IMAGE_COLUMN, LABEL_COLUMN, decode_images
 
 SCAN_ROWS = 4096  # rows decoded at a time while scanning the file
 
@@ -29,7 +30,7 @@ class ImageRows:
     """Rows of an image Parquet file (``data.tables.image_table``), read on demand; the
     labels (one byte a row) are read whole."""
 
-    def __init__(self, path: Path, scaler: dict, limit: int | None = None) -> None:
+    def __init__(self, path: Path, inputs: Inputs, limit: int | None = None) -> None:
         self.path = path
         try:
             self.file = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
@@ -41,7 +42,7 @@ class ImageRows:
                                ) from None
         self.n = min(self.file.metadata.num_rows, limit or self.file.metadata.num_rows)
         self.labels = labels.to_numpy()[: self.n].astype(np.int32)
-        self.mean, self.scale = scaler["mean"][0], scaler["scale"][0]
+        self.inputs = inputs
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Raw images (uint8) of the sorted, distinct ``rows``, in one scan of the file."""
@@ -52,7 +53,8 @@ class ImageRows:
             stop = start + batch.num_rows
             upto = int(np.searchsorted(rows, stop))
             if upto > filled:
-                out[filled:upto] = _images(batch.column(0), self.shape)[rows[filled:upto] - start]
+                images = decode_images(batch.column(0), self.shape)
+                out[filled:upto] = images[rows[filled:upto] - start]
                 filled = upto
             start = stop
             if filled == len(rows):
@@ -62,15 +64,8 @@ class ImageRows:
         return out
 
     def scaled(self, images: np.ndarray) -> np.ndarray:
-        """Model inputs, with the very expression ``data.tables.load_split`` uses."""
-        return ((images.astype(np.float32) - self.mean) / self.scale)[..., None]
-
-
-def _images(column: pa.FixedSizeBinaryArray, shape: tuple[int, ...]) -> np.ndarray:
-    size = column.type.byte_width
-    flat = np.frombuffer(column.buffers()[1], dtype=np.uint8, count=len(column) * size,
-                         offset=column.offset * size)
-    return flat.reshape(len(column), *shape)
+        """Model inputs, scaled as ``data.tables.load_split`` scales them."""
+        return self.inputs.scale_images(images)
 
 
 def window_batches(budget_bytes: int, rows_per_batch: int, row_bytes: int) -> int:
