@@ -81,7 +81,6 @@ def _is_op(name: str, thread: str) -> bool:
 def profile_jax_step() -> dict:
     """One traced epoch of the stage's loop, after a warm-up epoch, on the real data."""
     import jax
-    import optax
 
     from jaxpipe.data.tables import load_dataset
     from jaxpipe.models.cnn import loop, mesh, net, xla_options
@@ -92,8 +91,8 @@ def profile_jax_step() -> dict:
     train = load_dataset(MNIST).split("train")
     grid = mesh.data_mesh(1)
     graphdef, params = net.init(cfg.seed)
-    tx = optax.adam(cfg.lr)
-    params, opt_state = mesh.replicated(grid, (params, tx.init(params)))
+    tx = net.optimizer()
+    params, opt_state = mesh.replicated(grid, (params, net.optimizer_state(params, cfg.lr)))
     runner = loop.InMemory(grid, train.x, train.y, options)
     n_batches = len(train.y) // cfg.batch_size
 

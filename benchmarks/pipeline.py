@@ -115,35 +115,56 @@ def startup_split(pipeline: dict, jax_init_s: float) -> dict:
             "startup_share": startup / pipeline["from_scratch_s"]}
 
 
-def bench_stage(rounds: int, epochs: int) -> dict:
+STAGE_TWINS = {  # reference -> the command (less the epochs) of its twin of the whole fit
+    "torch": ["benchmarks/cnn.py", "torch_stage", "{epochs}", "{{}}"],
+    "torch_compile": ["benchmarks/cnn.py", "torch_compile_stage", "{epochs}", "{{}}"],
+    "keras": ["benchmarks/keras_ref.py", "stage", "{epochs}", "0"],
+    "keras_xla": ["benchmarks/keras_ref.py", "stage", "{epochs}", "1"],
+}
+
+
+def bench_stage(rounds: int, epochs: int, twins: tuple[str, ...] = tuple(STAGE_TWINS)) -> dict:
     """The whole ``train@cnn_mnist`` stage as dvc runs it (a fresh process: imports, JAX start,
-    compilation, shuffling, per-epoch validation, best parameters kept) against its PyTorch
-    twins doing the same per-epoch work; ``epochs`` from params unless given."""
+    compilation, shuffling, per-epoch validation, best parameters kept) against its twins in
+    PyTorch and Keras doing the same per-epoch work, interleaved, each in a fresh process;
+    ``epochs`` from params unless given. Two rates each: whole (first step to last epoch's
+    end) and steady (second epoch on), and the process's wall time."""
     epochs = epochs or yaml.safe_load((ROOT / "params.yaml").read_text())["train"][
         "cnn_mnist"]["epochs"]
-    runs: dict[str, list[dict]] = {"jaxpipe": [], "torch": [], "torch_compile": []}
+    runs: dict[str, list[dict]] = {"jaxpipe": [], **{k: [] for k in twins}}
+    n_train = len(load_dataset(DATA / "prepared" / "mnist").split("train").y)
+    per_epoch = (n_train // 64) * 64
     with tempfile.TemporaryDirectory() as tmp:
         stage = cnn_stage(tmp, epochs=epochs)
         for _ in range(rounds):
             wall = run_s(stage)
-            fit_s = json.loads((Path(tmp) / "t.json").read_text())["train_seconds"]
-            runs["jaxpipe"].append({"wall_s": wall, "fit_s": fit_s})
-            for variant in ("torch_stage", "torch_compile_stage"):
+            timing = json.loads((Path(tmp) / "t.json").read_text())
+            ends = timing["epoch_end_seconds"]
+            steady = per_epoch * (epochs - 1) / (ends[-1] - ends[0]) if epochs > 1 else None
+            runs["jaxpipe"].append({"wall_s": wall, "fit_s": timing["train_seconds"],
+                                    "steady_images_per_s": steady})
+            for key in twins:
+                command = [w.format(epochs=epochs) for w in STAGE_TWINS[key]]
                 started = time.perf_counter()
-                proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cnn.py"),
-                                       variant, str(epochs), "{}"], cwd=ROOT, check=True,
+                proc = subprocess.run([sys.executable, *command], cwd=ROOT, check=True,
                                       capture_output=True, text=True)
                 result = json.loads(proc.stdout.strip().splitlines()[-1])
-                key = variant.removesuffix("_stage")
                 runs[key].append({**result, "wall_s": time.perf_counter() - started})
-    n_train = len(load_dataset(DATA / "prepared" / "mnist").split("train").y)
-    images = epochs * (n_train // 64) * 64
-    out: dict = {"epochs": epochs, "images_trained": images}
+    out: dict = {"epochs": epochs, "images_trained": epochs * per_epoch}
     for key, values in runs.items():
         fit = statistics.median(r["fit_s"] for r in values)
+        steady = [r["steady_images_per_s"] for r in values if r.get("steady_images_per_s")]
         out[key] = {"fit_s": fit, "wall_s": statistics.median(r["wall_s"] for r in values),
-                    "images_per_s": images / fit}
-    for ref in ("torch", "torch_compile"):
-        out[f"jaxpipe_vs_{ref}"] = out["jaxpipe"]["images_per_s"] / out[ref]["images_per_s"]
-        out[f"jaxpipe_vs_{ref}_wall"] = out[ref]["wall_s"] / out["jaxpipe"]["wall_s"]
+                    "images_per_s": epochs * per_epoch / fit,
+                    "steady_images_per_s": statistics.median(steady) if steady else None}
+    if "keras" in out and "keras_xla" in out:  # Keras on its best footing: the faster
+        out["keras_best"] = max(("keras", "keras_xla"),
+                                key=lambda k: out[k]["steady_images_per_s"] or 0)
+    for ref in twins:
+        ours, theirs = out["jaxpipe"], out[ref]
+        out[f"jaxpipe_vs_{ref}"] = ours["images_per_s"] / theirs["images_per_s"]
+        out[f"jaxpipe_vs_{ref}_wall"] = theirs["wall_s"] / ours["wall_s"]
+        if ours["steady_images_per_s"] and theirs["steady_images_per_s"]:
+            out[f"jaxpipe_vs_{ref}_steady"] = (ours["steady_images_per_s"]
+                                                / theirs["steady_images_per_s"])
     return out

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from jaxpipe.data.idx import read_idx
+from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.prepare import PrepareConfig, prepare_images
 from jaxpipe.data.raw import MNIST_FILES, read_mnist
 from jaxpipe.data.tables import (
@@ -62,26 +63,39 @@ def timed(fn, *args, repeats: int = 3, **kwargs) -> tuple[float, object]:
     return best, out
 
 
+def measured(command: list[str]) -> dict:
+    """Run one measurement in a fresh process; its last line of output, as JSON."""
+    proc = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def bench_cnn(rounds: int, steps: int, accuracy: bool) -> dict:
-    """jaxpipe's CNN step vs the plain Flax step vs PyTorch eager, interleaved rounds."""
+    """jaxpipe's CNN step vs the plain Flax step, PyTorch (eager, compiled) and Keras (XLA
+    off and on), in steady state, interleaved rounds, each measurement in a fresh process.
+    Keras trains ``steps`` batches an epoch for 3 epochs and is timed from the second."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]
-    options = params.get("compiler_options") or {}
-    runs: dict[str, list[dict]] = {"jaxpipe": [], "plain_flax": [], "torch": [],
-                                   "torch_compile": []}
-    for _ in range(rounds):  # interleaved, each measurement in a fresh process
-        for variant, opts in (("jaxpipe", options), ("plain_flax", {}), ("torch", {}),
-                              ("torch_compile", {})):
-            proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cnn.py"), variant,
-                                   str(steps), json.dumps(opts)], capture_output=True,
-                                  text=True, check=True)
-            runs[variant].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    options = json.dumps(params.get("compiler_options") or {})
+    commands = {variant: ["benchmarks/cnn.py", variant, str(steps), opts] for variant, opts in (
+        ("jaxpipe", options), ("plain_flax", "{}"), ("torch", "{}"), ("torch_compile", "{}"))}
+    for key, jit in (("keras", "0"), ("keras_xla", "1")):
+        commands[key] = ["benchmarks/keras_ref.py", "step", "3", jit, str(steps * 64)]
+    runs: dict[str, list[dict]] = {k: [] for k in commands}
+    for _ in range(rounds):
+        for variant, command in commands.items():
+            result = measured(command)
+            if variant.startswith("keras"):
+                result["images_per_s"] = result["steady_images_per_s"]
+            runs[variant].append(result)
     rate = {k: statistics.median(r["images_per_s"] for r in v) for k, v in runs.items()}
+    keras_best = max(("keras", "keras_xla"), key=rate.__getitem__)
     ratios = [j["images_per_s"] / t["images_per_s"] for j, t in zip(runs["jaxpipe"], runs["torch"],
                                                                      strict=True)]
     peak = cnn_bench.matmul_peak()
     out = {"images_per_s": rate, "jaxpipe_vs_torch": statistics.median(ratios),
            "jaxpipe_vs_torch_per_round": ratios,
            "plain_flax_vs_torch": rate["plain_flax"] / rate["torch"],
+           "keras_best": keras_best, "jaxpipe_vs_keras": rate["jaxpipe"] / rate[keras_best],
            "jaxpipe_vs_torch_compile": rate["jaxpipe"] / rate["torch_compile"],
            "compile_s": {k: statistics.median(r["compile_s"] for r in runs[k])
                          for k in ("jaxpipe", "plain_flax", "torch_compile")},
@@ -122,7 +136,8 @@ def bench_xor_linreg() -> dict:
     import jax
     x4 = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     y4 = np.array([0, 1, 1, 0])
-    xor = Dataset(Path("xor"), {"train": Split(x4, y4, ["x0", "x1"])}, {})
+    xor = Dataset(Path("xor"), {"train": Split(x4, y4, ["x0", "x1"])},
+                  Inputs(("x0", "x1"), (0.0, 0.0), (1.0, 1.0), "y", "scaled", classes=2))
     cfg = mlp.Config()
     mlp.fit(cfg, xor)
     ours_s, fit = timed(mlp.fit, cfg, xor, repeats=5)
@@ -169,15 +184,27 @@ def bench_mnist_io() -> dict:
 def table(results: dict) -> str:
     c, st, lg, xl, io, ov = (results[k] for k in ("cnn", "stage", "logreg", "xor_linreg",
                                                   "mnist_io", "overhead"))
+    kb = st.get("keras_best", "keras")
+
+    def stage_row(ref: str, label: str) -> tuple[str, str, str]:
+        ours, theirs = st["jaxpipe"], st[ref]
+        return (f"train@cnn_mnist stage vs {label}: whole / steady",
+                f"{st[f'jaxpipe_vs_{ref}']:.2f}x",
+                f"steady {st.get(f'jaxpipe_vs_{ref}_steady', float('nan')):.2f}x; "
+                f"{ours['images_per_s']:.0f} vs {theirs['images_per_s']:.0f} img/s whole, "
+                f"{ours['steady_images_per_s'] or 0:.0f} vs "
+                f"{theirs['steady_images_per_s'] or 0:.0f} steady; process "
+                f"{ours['wall_s']:.1f} vs {theirs['wall_s']:.1f} s")
+
     rows = [
-        (f"train@cnn_mnist stage ({st['epochs']} epochs) vs PyTorch eager twin",
-         f"{st['jaxpipe_vs_torch']:.2f}x",
-         f"{st['jaxpipe']['images_per_s']:.0f} vs {st['torch']['images_per_s']:.0f} img/s; "
-         f"process {st['jaxpipe']['wall_s']:.1f} vs {st['torch']['wall_s']:.1f} s; "
-         f"{st['jaxpipe']['images_per_s'] * 28e-3 / c['matmul_peak_gflops']:.0%} of matmul peak"),
-        ("train@cnn_mnist stage vs torch.compile twin", f"{st['jaxpipe_vs_torch_compile']:.2f}x",
-         f"{st['torch_compile']['images_per_s']:.0f} img/s; "
-         f"process {st['torch_compile']['wall_s']:.1f} s"),
+        stage_row(kb, f"Keras ({'XLA' if kb == 'keras_xla' else 'no XLA'}, the faster)"),
+        stage_row("torch", "PyTorch eager"),
+        stage_row("torch_compile", "torch.compile"),
+        (f"CNN step, jaxpipe vs Keras ({'XLA' if c['keras_best'] == 'keras_xla' else 'no XLA'})",
+         f"{c['jaxpipe_vs_keras']:.2f}x",
+         f"{c['images_per_s']['jaxpipe']:.0f} vs {c['images_per_s'][c['keras_best']]:.0f} "
+         f"img/s (Keras XLA off {c['images_per_s']['keras']:.0f}, on "
+         f"{c['images_per_s']['keras_xla']:.0f})"),
         ("CNN step, jaxpipe vs PyTorch eager", f"{c['jaxpipe_vs_torch']:.2f}x",
          f"{c['images_per_s']['jaxpipe']:.0f} vs {c['images_per_s']['torch']:.0f} img/s"),
         ("CNN step, jaxpipe vs torch.compile", f"{c['jaxpipe_vs_torch_compile']:.2f}x",

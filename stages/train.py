@@ -14,7 +14,7 @@ from jaxpipe.artifacts import save_trained
 from jaxpipe.core.console import run
 from jaxpipe.core.fileio import output_set, write_json
 from jaxpipe.data.tables import load_dataset
-from jaxpipe.models import phase, phase_times
+from jaxpipe.models import phase, phase_times, watching_epochs
 from jaxpipe.train import load_train_config, train, write_history
 
 log = logging.getLogger("train")
@@ -34,18 +34,20 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_train_config(args.params, args.model)
     with phase("load the prepared data"):
         data = load_dataset(args.data)
-    started = time.perf_counter()
-    with live.session(args.model):  # JAXPIPE_LIVE=1: per-epoch figures for VS Code, Studio
+    started, epoch_ends = time.perf_counter(), []
+    with (live.session(args.model),  # JAXPIPE_LIVE=1: per-epoch figures for VS Code, Studio
+          watching_epochs(lambda epoch, **_: epoch_ends.append(time.perf_counter() - started))):
         fit = train(cfg, data)
     seconds = time.perf_counter() - started
     if jax.process_index() != 0:  # several processes trained one model: process 0 writes it
         return
     with phase("write the outputs"), output_set(args.out, args.history) as (
             model_tmp, history_tmp):
-        save_trained(model_tmp, args.model, cfg.kind, cfg.config, fit, data.scaler)
+        save_trained(model_tmp, args.model, cfg.kind, cfg.config, fit, data.inputs)
         write_history(history_tmp, fit.history)
     if args.timing:
-        write_json(args.timing, {"train_seconds": round(seconds, 3), "phases": phase_times()})
+        write_json(args.timing, {"train_seconds": round(seconds, 3), "phases": phase_times(),
+                                 "epoch_end_seconds": [round(s, 3) for s in epoch_ends]})
     log.info("%s (%s): %d history rows, final train loss %.6g, %.2f s", args.model, cfg.kind,
              len(fit.history["train_loss"]), fit.history["train_loss"][-1], seconds)
 
