@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,14 @@ def test_a_model_stage_without_its_kind_in_params_is_named(cmd: str, params: dic
                        {"train": {"x": {"kind": "logreg"}}})
     assert "src/jaxpipe/models/logreg.py" in found.imported
     assert "src/jaxpipe/models/cnn/__init__.py" not in found.imported
+
+
+def test_a_file_tracked_with_dvc_add_is_not_a_stage_to_check(tmp_path: Path) -> None:
+    """``dvc add`` makes a .dvc file, a stage to DVC with no name and no command: the
+    checks read the pipeline's stages and leave it alone (they crashed on it)."""
+    root = _copy_project(tmp_path)
+    (root / "extra.csv").write_text("a,b\n1,2\n")
+    subprocess.run(["dvc", "add", "-q", "extra.csv"], cwd=root, check=True)
+    assert (root / "extra.csv.dvc").is_file()
+    assert [s.name for s in dvc_stages(root)] == [s.name for s in dvc_stages(ROOT)]
+    assert not [r for r in check_project(root) if r.missing or r.extra]

@@ -9,7 +9,8 @@ so the same inputs give the same bytes on any x86-64 machine with AVX2:
 - the instruction-set cap (``--xla_cpu_max_isa=AVX2`` in ``XLA_FLAGS``): an AVX-512 machine
   runs XLA's AVX2 kernels;
 - ``--xla_cpu_enable_platform_dependent_math=false``: XLA asks YNNPACK, which runs most
-  matrix products, for results identical on every CPU (see README, "Across CPU models").
+  matrix products, for results identical on every CPU (docs/reproducibility.md, "Across CPU
+  models").
 
 It also turns on JAX's persistent compilation cache in a user-level folder
 (``$XDG_CACHE_HOME/jaxpipe/jax``, else ``~/.cache/jaxpipe/jax``; never a DVC output), so a
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 XLA_THREADS = 2
 XLA_ISA = "AVX2"
-# YNNPACK's consistent arithmetic: the same sums on every CPU one build runs on (README)
+# YNNPACK's consistent arithmetic: the same sums on every CPU one build runs on
+# (docs/reproducibility.md)
 XLA_PINS = {"--xla_cpu_enable_platform_dependent_math": "false"}
 
 

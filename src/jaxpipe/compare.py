@@ -88,7 +88,7 @@ def render(baseline: Row, experiments: list[Row], width: int = 120) -> list[str]
                      if row.metrics.get(m) != baseline.metrics.get(m)})
     if not baseline.metrics and models:
         raise JaxpipeError(f"the baseline {baseline.name} has no metrics: commit dvc.lock after "
-                           "`dvc repro` (README: experiments), then run the experiments")
+                           "`dvc repro` (docs/experiments.md), then run the experiments")
     table = [("experiment", ["changed params", *models])]
     for row, is_base in [(baseline, True), *[(r, False) for r in experiments]]:
         params = "(baseline)" if is_base else ", ".join(_changed_params(row, baseline)) or "-"

@@ -156,8 +156,8 @@ def run_kaggle_cli(dataset: str, dest: Path, timeout: float, source: str = "anon
         stdout, stderr = out.read(), err.read()
     zips = sorted(dest.glob("*.zip"))
     if AUTH_REFUSED in stdout + stderr:
-        who = ("no credentials were found (README: Kaggle credentials)" if source == "anonymous"
-               else f"Kaggle refused the credentials from {source}")
+        who = ("no credentials were found (docs/add-a-dataset.md: Kaggle credentials)"
+               if source == "anonymous" else f"Kaggle refused the credentials from {source}")
         raise KaggleAuthError(f"kaggle {dataset}: {who}; or serve the files from a mirror "
                               "(JAXPIPE_MIRROR)")
     if proc.returncode != 0 or not zips:

@@ -128,15 +128,17 @@ class DvcStage:
 
 
 def dvc_stages(root: Path) -> list[DvcStage]:
-    """Every stage of ``root``'s dvc.yaml, in its order, as DVC itself expands it."""
+    """Every stage of ``root``'s dvc.yaml, in its order, as DVC itself expands it (files
+    tracked with ``dvc add`` are stages to DVC too, with no name and no command: not ours)."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
+    from dvc.stage import PipelineStage
 
     with Repo(str(root)) as repo:
         return [DvcStage(s.name, s.cmd, tuple(str(d.def_path) for d in s.deps),
                          {str(d.def_path): tuple(d.params or ()) for d in s.deps
                           if isinstance(d, ParamsDependency)})
-                for s in repo.index.stages]
+                for s in repo.index.stages if isinstance(s, PipelineStage)]
 
 
 def check_project(root: Path) -> list[StageCode]:
