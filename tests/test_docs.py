@@ -358,7 +358,8 @@ def test_offline_from_a_local_mirror(pipeline, tmp_path: Path) -> None:
     adopted, `dvc repro` served by the mirror (nothing left to run: the pipeline ran from
     it), then the overrides seen by git and undone."""
     ws = copy_of(pipeline, tmp_path / "ws")
-    shutil.copy2(ROOT / "params.local.yaml", ws / "params.local.yaml")
+    committed = git(ROOT, "show", "HEAD:params.local.yaml")  # not a mirror's local edits
+    (ws / "params.local.yaml").write_text(committed)
     git(ws, "commit", "-q", "-m", "params.local.yaml as committed", "--", "params.local.yaml")
     subs = {"/path/to/mirror": str(pipeline.mirror.resolve())}
     ran = run_block(section("README.md", "## Offline from a local mirror", "bash")[0].text,
@@ -369,7 +370,7 @@ def test_offline_from_a_local_mirror(pipeline, tmp_path: Path) -> None:
                        ws, _env(ws))
     if overrides:  # the mirror differs from the official files, as a subset does
         assert "params.local.yaml" in status.stdout
-    assert (ws / "params.local.yaml").read_text() == (ROOT / "params.local.yaml").read_text()
+    assert (ws / "params.local.yaml").read_text() == committed
 
 
 @pytest.mark.e2e
