@@ -102,8 +102,8 @@ def plant(bug: Bug, src: Path) -> str:
             return f"NOT PLANTED ({bug.old!r} found {text.count(bug.old)} times)"
         path.write_text(text.replace(bug.old, bug.new))
         env = {**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m",
-               "not e2e", *bug.tests]
+        cmd = [sys.executable, "-m", "pytest", "-n", "0", "-x", "-q", "-p", "no:cacheprovider",
+               "-m", "not e2e", *bug.tests]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     failed = [line.split("::", 1)[1].split(" ")[0] for line in proc.stdout.splitlines()
               if line.startswith("FAILED ")]

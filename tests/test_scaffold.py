@@ -149,7 +149,7 @@ def test_a_team_adds_a_model_and_a_family_and_only_their_stages_run(
     deps = _run(ws, "-m", "jaxpipe.tools.deps", "--root", str(ws))
     assert deps.returncode == 0, deps.stderr
     # the tests about every stage and every model follow the pipeline there
-    tests = _run(ws, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not e2e",
+    tests = _run(ws, "-m", "pytest", "-n", "0", "-q", "-p", "no:cacheprovider", "-m", "not e2e",
                  "tests/test_family_ridge_demo.py", "tests/test_dependencies.py",
                  "tests/test_preflight.py", "tests/test_env.py",
                  "tests/test_plot_templates.py", "tests/test_models.py")
