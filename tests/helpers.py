@@ -316,3 +316,14 @@ def assert_pulled_whole(mate: Path, original: Path, run) -> None:
     mine, theirs = model_outputs(mate), model_outputs(original)
     models = stage_items(original / "dvc.yaml")["train"]  # a model and metrics each
     assert mine == theirs and len(mine) == 2 * len(models)
+
+
+def old_output_set(root: Path, model_text: str = "old model",
+                   roc_text: str = "old roc") -> tuple[Path, Path]:
+    """A stage's earlier outputs under ``root``: a model file and a plots folder (roc.csv)."""
+    model, plots = root / "models" / "m.st", root / "plots" / "eval"
+    model.parent.mkdir()
+    model.write_text(model_text)
+    plots.mkdir(parents=True)
+    (plots / "roc.csv").write_text(roc_text)
+    return model, plots

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import old_output_set
 
 from jaxpipe.core.fileio import output_set
 from jaxpipe.tools.workspace import GIT_ENV, dvc, git, make_workspace, ran_stages, set_params
@@ -286,15 +287,6 @@ def assert_repaired(ws: Path, base: Base) -> list[str]:
 # A stage's output set: old and new never side by side (jaxpipe.core.fileio._swap_all)
 
 
-def _old_pair(tmp_path: Path) -> tuple[Path, Path]:
-    model, plots = tmp_path / "models" / "m.st", tmp_path / "plots" / "eval"
-    model.parent.mkdir()
-    model.write_text("old")
-    plots.mkdir(parents=True)
-    (plots / "roc.csv").write_text("old")
-    return model, plots
-
-
 def _contents(model: Path, plots: Path) -> tuple[str | None, str | None]:
     roc = plots / "roc.csv"
     return (model.read_text() if model.is_file() else None,
@@ -306,7 +298,7 @@ def test_every_moment_of_an_output_swap_holds_old_or_new_outputs_never_both(
     """A kill can land after any rename: after each, the outputs in place are part of one
     set. (Renaming each new output straight onto its target shows the new model beside the
     old plots after the first.)"""
-    model, plots = _old_pair(tmp_path)
+    model, plots = old_output_set(tmp_path, "old", "old")
     moments, real = [_contents(model, plots)], os.replace
 
     def replace(src, dst, *args, **kwargs):
@@ -330,7 +322,7 @@ def test_a_rename_that_fails_midway_puts_the_old_set_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
     """A rename refused (a full disk's directory, a permission changed) while the old outputs
     are set aside or the new ones renamed in: the old set is put back whole, no temp left."""
-    model, plots = _old_pair(tmp_path)
+    model, plots = old_output_set(tmp_path, "old", "old")
     real, refused = os.replace, []
 
     def replace(src, dst, *args, **kwargs):  # the second output's rename, after the first's

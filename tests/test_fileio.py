@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import MODEL_META, random_table, reordered
+from helpers import MODEL_META, old_output_set, random_table, reordered
 
 from jaxpipe.core.fileio import atomic_dir, output_set, write_csv_rows, write_json, write_parquet
 
 
-def _old_set(tmp_path: Path) -> tuple[Path, Path]:
-    model, plots = tmp_path / "models" / "m.st", tmp_path / "plots" / "eval"
-    model.parent.mkdir()
-    model.write_text("old model")
-    plots.mkdir(parents=True)
-    (plots / "roc.csv").write_text("old roc")
-    return model, plots
-
-
 def test_outputs_are_replaced_together(tmp_path: Path) -> None:
-    model, plots = _old_set(tmp_path)
+    model, plots = old_output_set(tmp_path)
     with output_set(model, plots) as (model_tmp, plots_tmp):
         model_tmp.write_text("new model")
         plots_tmp.mkdir()
@@ -34,7 +25,7 @@ def test_outputs_are_replaced_together(tmp_path: Path) -> None:
 
 
 def test_a_failure_midway_leaves_the_old_set_and_no_temps(tmp_path: Path) -> None:
-    model, plots = _old_set(tmp_path)
+    model, plots = old_output_set(tmp_path)
     with pytest.raises(RuntimeError), output_set(model, plots) as (model_tmp, plots_tmp):
         model_tmp.write_text("new model")  # written, then the plots fail
         raise RuntimeError("disk full")
@@ -47,7 +38,7 @@ def test_a_failure_midway_leaves_the_old_set_and_no_temps(tmp_path: Path) -> Non
 
 
 def test_temps_of_a_killed_run_are_swept_by_the_next(tmp_path: Path) -> None:
-    model, plots = _old_set(tmp_path)
+    model, plots = old_output_set(tmp_path)
     stale_file = model.parent / ".m.st.abc123.tmp"
     stale_file.write_text("half a model")
     stale_dir = plots.parent / ".eval.xyz.tmp"

@@ -160,6 +160,18 @@ def test_in_a_terminal_a_download_draws_its_progress_bar(
 SECRET = "s3cr3t-T0KEN-value"
 
 
+def _trickle(handler: http.server.BaseHTTPRequestHandler, data: bytes) -> None:
+    """Write ``data`` one byte every 0.2 s (until the client hangs up), then close."""
+    try:
+        for i in range(len(data)):
+            handler.wfile.write(data[i:i + 1])
+            handler.wfile.flush()
+            time.sleep(0.2)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    handler.close_connection = True
+
+
 class _Hostile(http.server.BaseHTTPRequestHandler):
     """``/trickle/``: BODY's length announced (or not, ``/trickle-nolength/``), then one byte
     every 0.2 s; ``/echo/``: 401 with a reason phrase and a body that echo the request's
@@ -183,14 +195,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         else:
             self.send_header("Connection", "close")
         self.end_headers()
-        try:
-            for i in range(200):  # bounded: 40 s at most
-                self.wfile.write(BODY[i:i + 1])
-                self.wfile.flush()
-                time.sleep(0.2)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        self.close_connection = True
+        _trickle(self, BODY[:200])  # bounded: 40 s at most
 
     def log_message(self, *args) -> None:
         pass
@@ -247,14 +252,7 @@ class _SlowHeaders(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"a" * 200 + b"\r\n"
-        try:
-            for i in range(len(head)):  # bounded: 44 s at most
-                self.wfile.write(head[i:i + 1])
-                self.wfile.flush()
-                time.sleep(0.2)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        self.close_connection = True
+        _trickle(self, head)  # bounded: 44 s at most
 
     def log_message(self, *args) -> None:
         pass
