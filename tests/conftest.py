@@ -1,8 +1,10 @@
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -37,7 +39,22 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Pipeline:
-    ws = make_workspace(ROOT, tmp_path_factory.mktemp("pipeline"), mirror=mirror, profile=SMALL)
-    first = dvc(ws, "repro", mirror=mirror)
-    return Pipeline(ws, mirror, first.stdout)
+def pipeline(tmp_path_factory: pytest.TempPathFactory, mirror: Path,
+             worker_id: str) -> Pipeline:
+    """Built once per test run: the first pytest-xdist worker to get here runs `dvc repro`
+    in a shared folder while the others wait, then each worker takes its own copy (tests
+    change their worker's copy: experiments, remotes, edited modules)."""
+    if worker_id == "master":  # no xdist (-n 0)
+        ws = make_workspace(ROOT, tmp_path_factory.mktemp("pipeline"), mirror=mirror,
+                            profile=SMALL)
+        return Pipeline(ws, mirror, dvc(ws, "repro", mirror=mirror).stdout)
+    shared = tmp_path_factory.getbasetemp().parent / "pipeline"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "repro.out").is_file():
+            shutil.rmtree(shared, ignore_errors=True)  # a worker that died midway
+            ws = make_workspace(ROOT, shared / "ws", mirror=mirror, profile=SMALL)
+            first = dvc(ws, "repro", mirror=mirror).stdout
+            (shared / "repro.out").write_text(first)
+    ws = tmp_path_factory.mktemp("pipeline") / "ws"
+    shutil.copytree(shared / "ws", ws, symlinks=True)
+    return Pipeline(ws, mirror, (shared / "repro.out").read_text())

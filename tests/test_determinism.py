@@ -33,8 +33,25 @@ print(digest, fit.history["val_loss"])
 """
 
 
+NO_CACHE: dict[str, str | None] = {"JAXPIPE_COMPILATION_CACHE": "0",
+                                    "JAX_COMPILATION_CACHE_DIR": None,
+                                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": None}
+_digests: dict[tuple, str] = {}  # fits without a cache, by set-up: tests share them
+
+
 def _train(cpus: set[int], **env: str | None) -> str:
-    """The digest of a small CNN fit in a fresh process; ``env`` values of None are unset."""
+    """The digest of a small CNN fit in a fresh process; ``env`` values of None are unset.
+    A set-up without a compilation cache (``NO_CACHE``: nothing carries over between runs)
+    already trained in this test process is not trained again."""
+    if env.get("JAXPIPE_COMPILATION_CACHE") != "0":
+        return _fit(cpus, env)
+    key = (frozenset(cpus), tuple(sorted(env.items())))
+    if key not in _digests:
+        _digests[key] = _fit(cpus, env)
+    return _digests[key]
+
+
+def _fit(cpus: set[int], env: dict[str, str | None]) -> str:
     merged = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(ROOT / "params.yaml"), str(ROOT / "tests")],
@@ -47,10 +64,10 @@ def _train(cpus: set[int], **env: str | None) -> str:
 def test_cnn_training_is_identical_on_one_and_two_cores_and_any_requested_pool() -> None:
     two = sorted(os.sched_getaffinity(0))[:2]
     results = {
-        "1 core": _train({two[0]}),
-        "2 cores": _train(set(two)),
+        "1 core": _train({two[0]}, **NO_CACHE),
+        "2 cores": _train(set(two), **NO_CACHE),
         "asks 8 threads, AVX": _train(set(two), PJRT_NPROC="8",
-                                      XLA_FLAGS="--xla_cpu_max_isa=AVX"),
+                                      XLA_FLAGS="--xla_cpu_max_isa=AVX", **NO_CACHE),
     }
     assert len(set(results.values())) == 1, results
     assert hashlib.md5(b"").hexdigest() not in results["1 core"]
@@ -65,8 +82,7 @@ def test_the_persistent_compilation_cache_changes_no_result(tmp_path: Path) -> N
     entries = sorted(p.name for p in cache.iterdir())
     assert len(entries) >= 3 and all(name.startswith("jit_") for name in entries), entries
     warm = _train(cpus, JAX_COMPILATION_CACHE_DIR=str(cache))
-    off = _train(cpus, JAXPIPE_COMPILATION_CACHE="0", JAX_COMPILATION_CACHE_DIR=None,
-                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=None)
+    off = _train(cpus, **NO_CACHE)  # the same set-up as the 2-core run above
     assert cold == warm == off
 
 
@@ -156,7 +172,7 @@ def test_cnn_training_is_identical_on_a_cpu_without_avx512() -> None:
     consistent arithmetic (params.yaml's compiler_options) and XLA's own code is capped at
     AVX2. Measured: Eigen/oneDNN's convolution, the default, adds in another order on the
     two CPUs."""
-    here = _train(set(sorted(os.sched_getaffinity(0))[:1]), JAXPIPE_COMPILATION_CACHE="0")
+    here = _train(set(sorted(os.sched_getaffinity(0))[:1]), **NO_CACHE)
     merged = {**os.environ, "JAXPIPE_COMPILATION_CACHE": "0"}
     proc = subprocess.run(
         ["qemu-x86_64", "-cpu", "Haswell-v4", sys.executable, "-c", SCRIPT,

@@ -133,6 +133,7 @@ def test_mesh_of_2_and_4_forced_devices_trains_the_one_device_model(
         _assert_within_tolerance(tmp_path / f"d{n}.safetensors", alone, val_x)
 
 
+@pytest.mark.e2e  # three training processes, two joined by jax.distributed
 def test_two_processes_train_one_model_and_process_0_writes_it(
         data: Path, alone: Path, tmp_path: Path) -> None:
     launch = [sys.executable, "-m", "jaxpipe.launch", "--processes", "2", "--cpu-devices",
@@ -158,6 +159,7 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_images(tmp_path_factory.mktemp("many"), n_train=2048)
 
 
+@pytest.mark.e2e  # a training process against a busy process per core, 15-35 s
 @pytest.mark.parametrize("devices", [2, 4])
 def test_a_mesh_trains_to_the_end_while_other_processes_keep_every_core_busy(
         devices: int, many: Path, busy_cores: None, tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,6 +26,9 @@ from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import write_json, write_parquet
 from jaxpipe.data.inputs import FILE as INPUTS_FILE
 from jaxpipe.data.inputs import IMAGE_COLUMN, LABEL_COLUMN, Inputs
+
+if TYPE_CHECKING:  # pandas is slow to import, and train and evaluate never need it
+    import pandas as pd
 
 SPLITS = ("train", "val", "test")
 
