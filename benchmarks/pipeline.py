@@ -123,6 +123,21 @@ STAGE_TWINS = {  # reference -> the command (less the epochs) of its twin of the
 }
 
 
+# The opt-in trade of docs/reproducibility.md: XLA's default convolution (Eigen/oneDNN) and
+# CPU-dependent math, faster here but other bytes on a CPU with other vector units
+NATIVE = {"compiler_options": {"xla_cpu_experimental_ynn_fusion_type": ["LIBRARY_FUSION_TYPE_DOT"],
+                               "xla_cpu_enable_platform_dependent_math": True}}
+
+
+def _jaxpipe_stage(tmp: str, epochs: int, per_epoch: int, **overrides: object) -> dict:
+    """One ``train@cnn_mnist`` run as dvc runs it: process wall, fit and steady rate."""
+    wall = run_s(cnn_stage(tmp, epochs=epochs, **overrides))
+    timing = json.loads((Path(tmp) / "t.json").read_text())
+    ends = timing["epoch_end_seconds"]
+    steady = per_epoch * (epochs - 1) / (ends[-1] - ends[0]) if epochs > 1 else None
+    return {"wall_s": wall, "fit_s": timing["train_seconds"], "steady_images_per_s": steady}
+
+
 def bench_stage(rounds: int, epochs: int, twins: tuple[str, ...] = tuple(STAGE_TWINS)) -> dict:
     """The whole ``train@cnn_mnist`` stage as dvc runs it (a fresh process: imports, JAX start,
     compilation, shuffling, per-epoch validation, best parameters kept) against its twins in
@@ -131,18 +146,14 @@ def bench_stage(rounds: int, epochs: int, twins: tuple[str, ...] = tuple(STAGE_T
     end) and steady (second epoch on), and the process's wall time."""
     epochs = epochs or yaml.safe_load((ROOT / "params.yaml").read_text())["train"][
         "cnn_mnist"]["epochs"]
-    runs: dict[str, list[dict]] = {"jaxpipe": [], **{k: [] for k in twins}}
+    runs: dict[str, list[dict]] = {"jaxpipe": [], "jaxpipe_native": [],
+                                   **{k: [] for k in twins}}
     n_train = len(load_dataset(DATA / "prepared" / "mnist").split("train").y)
     per_epoch = (n_train // 64) * 64
     with tempfile.TemporaryDirectory() as tmp:
-        stage = cnn_stage(tmp, epochs=epochs)
         for _ in range(rounds):
-            wall = run_s(stage)
-            timing = json.loads((Path(tmp) / "t.json").read_text())
-            ends = timing["epoch_end_seconds"]
-            steady = per_epoch * (epochs - 1) / (ends[-1] - ends[0]) if epochs > 1 else None
-            runs["jaxpipe"].append({"wall_s": wall, "fit_s": timing["train_seconds"],
-                                    "steady_images_per_s": steady})
+            runs["jaxpipe"].append(_jaxpipe_stage(tmp, epochs, per_epoch))
+            runs["jaxpipe_native"].append(_jaxpipe_stage(tmp, epochs, per_epoch, **NATIVE))
             for key in twins:
                 command = [w.format(epochs=epochs) for w in STAGE_TWINS[key]]
                 started = time.perf_counter()
@@ -160,11 +171,12 @@ def bench_stage(rounds: int, epochs: int, twins: tuple[str, ...] = tuple(STAGE_T
     if "keras" in out and "keras_xla" in out:  # Keras on its best footing: the faster
         out["keras_best"] = max(("keras", "keras_xla"),
                                 key=lambda k: out[k]["steady_images_per_s"] or 0)
-    for ref in twins:
-        ours, theirs = out["jaxpipe"], out[ref]
-        out[f"jaxpipe_vs_{ref}"] = ours["images_per_s"] / theirs["images_per_s"]
-        out[f"jaxpipe_vs_{ref}_wall"] = theirs["wall_s"] / ours["wall_s"]
-        if ours["steady_images_per_s"] and theirs["steady_images_per_s"]:
-            out[f"jaxpipe_vs_{ref}_steady"] = (ours["steady_images_per_s"]
-                                                / theirs["steady_images_per_s"])
+    for mine in ("jaxpipe", "jaxpipe_native"):
+        for ref in twins:
+            ours, theirs = out[mine], out[ref]
+            out[f"{mine}_vs_{ref}"] = ours["images_per_s"] / theirs["images_per_s"]
+            out[f"{mine}_vs_{ref}_wall"] = theirs["wall_s"] / ours["wall_s"]
+            if ours["steady_images_per_s"] and theirs["steady_images_per_s"]:
+                out[f"{mine}_vs_{ref}_steady"] = (ours["steady_images_per_s"]
+                                                   / theirs["steady_images_per_s"])
     return out
