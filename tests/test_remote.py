@@ -154,6 +154,7 @@ def team(pipeline, s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Team:
     run(origin, "dvc", "remote", "add", "-d", "-f", "team", f"s3://{BUCKET}/{PREFIX}")
     run(origin, "dvc", "remote", "modify", "team", "endpointurl", s3.url)
     run(origin, "dvc", "remote", "modify", "team", "region", REGION)
+    run(origin, "dvc", "remote", "modify", "team", "verify", "true")  # as docs/sharing.md
     set_credentials(origin, s3.key, s3.secret)
     git(origin, "add", "dvc.lock", ".dvc/config")
     git(origin, "commit", "-q", "-m", "Pipeline results, team remote")

@@ -252,6 +252,7 @@ def team(pipeline, server: Server, keys: Keys, run,
     shutil.copy2(pipeline.root / "dvc.lock", origin / "dvc.lock")
     run(origin, "dvc", "cache", "dir", "--local", str(pipeline.root / ".dvc" / "cache"))
     run(origin, "dvc", "remote", "add", "-d", "-f", "team", server.url(store))
+    run(origin, "dvc", "remote", "modify", "team", "verify", "true")  # as docs/sharing.md
     run(origin, "dvc", "remote", "modify", "--local", "team", "keyfile", str(keys.user))
     git(origin, "add", "dvc.lock", ".dvc/config")
     git(origin, "commit", "-q", "-m", "Pipeline results, team remote")
