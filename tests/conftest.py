@@ -44,17 +44,18 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, mirror: Path,
     """Built once per test run: the first pytest-xdist worker to get here runs `dvc repro`
     in a shared folder while the others wait, then each worker takes its own copy (tests
     change their worker's copy: experiments, remotes, edited modules)."""
+    def build(ws: Path) -> str:
+        make_workspace(ROOT, ws, mirror=mirror, profile=SMALL)
+        return dvc(ws, "repro", mirror=mirror).stdout
+
     if worker_id == "master":  # no xdist (-n 0)
-        ws = make_workspace(ROOT, tmp_path_factory.mktemp("pipeline"), mirror=mirror,
-                            profile=SMALL)
-        return Pipeline(ws, mirror, dvc(ws, "repro", mirror=mirror).stdout)
+        ws = tmp_path_factory.mktemp("pipeline") / "ws"
+        return Pipeline(ws, mirror, build(ws))
     shared = tmp_path_factory.getbasetemp().parent / "pipeline"
     with FileLock(f"{shared}.lock"):
         if not (shared / "repro.out").is_file():
             shutil.rmtree(shared, ignore_errors=True)  # a worker that died midway
-            ws = make_workspace(ROOT, shared / "ws", mirror=mirror, profile=SMALL)
-            first = dvc(ws, "repro", mirror=mirror).stdout
-            (shared / "repro.out").write_text(first)
+            (shared / "repro.out").write_text(build(shared / "ws"))
     ws = tmp_path_factory.mktemp("pipeline") / "ws"
     shutil.copytree(shared / "ws", ws, symlinks=True)
     return Pipeline(ws, mirror, (shared / "repro.out").read_text())

@@ -51,11 +51,15 @@ def _train(cpus: set[int], **env: str | None) -> str:
     return _digests[key]
 
 
+def _environ(env: dict[str, str | None]) -> dict[str, str]:
+    """This process's environment with ``env`` applied (values of None unset)."""
+    return {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+
+
 def _fit(cpus: set[int], env: dict[str, str | None]) -> str:
-    merged = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(ROOT / "params.yaml"), str(ROOT / "tests")],
-        capture_output=True, text=True, check=True, env=merged,
+        capture_output=True, text=True, check=True, env=_environ(env),
         preexec_fn=lambda: os.sched_setaffinity(0, cpus), timeout=300)
     return proc.stdout.strip()
 
@@ -173,9 +177,8 @@ def test_cnn_training_is_identical_on_a_cpu_without_avx512() -> None:
     AVX2. Measured: Eigen/oneDNN's convolution, the default, adds in another order on the
     two CPUs."""
     here = _train(set(sorted(os.sched_getaffinity(0))[:1]), **NO_CACHE)
-    merged = {**os.environ, "JAXPIPE_COMPILATION_CACHE": "0"}
-    proc = subprocess.run(
+    proc = subprocess.run(  # the same set-up: no compilation cache on either side
         ["qemu-x86_64", "-cpu", "Haswell-v4", sys.executable, "-c", SCRIPT,
          str(ROOT / "params.yaml"), str(ROOT / "tests")],
-        capture_output=True, text=True, check=True, env=merged, timeout=900)
+        capture_output=True, text=True, check=True, env=_environ(NO_CACHE), timeout=900)
     assert proc.stdout.strip() == here
