@@ -398,12 +398,17 @@ def test_predict_commands(pipeline, tmp_path: Path) -> None:
     (ws / "digits").mkdir()
     for i, image in enumerate(images[1:]):
         Image.fromarray(image).save(ws / "digits" / f"{i}.png")
-    run_block(section("docs/results.md", "## Predictions on new data", "bash")[0].text, ws,
-              _env(ws))
+    out = run_block(section("docs/results.md", "## Predictions on new data", "bash")[0].text,
+                    ws, _env(ws)).stdout.splitlines()
     phones = pd.read_csv(ws / "predictions.csv")
     assert len(phones) == 5 and {"predicted", "p_0", "p_3"} <= set(phones.columns)
+    assert phones["input"].tolist() == [f"phones.csv:{i}" for i in range(1, 6)]
     digits = pd.read_csv(ws / "digits.csv")
     assert len(digits) == 3 and set(digits["predicted"]) <= set(range(10))
+    assert out[0].split()[:2] == ["input", "predicted"]  # the table, then the piped CSV
+    assert out[1].split()[:2] == ["seven.png", str(digits["predicted"][0])]
+    assert out[2:] == (ws / "predictions.csv").read_text().splitlines()[:3]
+    assert not (ws / "-").exists()
 
 
 @pytest.mark.e2e

@@ -18,7 +18,7 @@ from jaxpipe.data.idx import read_idx, write_idx
 from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.prepare import PrepareConfig, select, split
 from jaxpipe.models import Fit, cnn
-from jaxpipe.predict import predict, predict_file
+from jaxpipe.predict import predict, predict_file, read_pngs
 
 SCALER = {"features": ["a", "b"], "mean": [10.0, -5.0], "scale": [2.0, 4.0], "target": "y",
           "stored": "scaled"}
@@ -76,11 +76,12 @@ def test_images_from_an_array_idx_and_png_agree(tmp_path: Path) -> None:
     (tmp_path / "png").mkdir()
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / "png" / f"{i}.png")
-    for source in (tmp_path / "x.idx", tmp_path / "png"):
-        assert predict_file(model, source, tmp_path / "out.csv") == 3
+    names = {"x.idx": ["x.idx:1", "x.idx:2", "x.idx:3"], "png": ["0.png", "1.png", "2.png"]}
+    for source, expected in names.items():  # one input: the same names as among several
+        assert predict_file(model, tmp_path / source, tmp_path / "out.csv") == 3
         written = pd.read_csv(tmp_path / "out.csv")
         assert written["predicted"].tolist() == direct["predicted"].tolist()
-    assert written["input"].tolist() == ["0.png", "1.png", "2.png"]
+        assert written["input"].tolist() == expected
     with_channel = predict(model, images[..., None])  # NHWC with one channel is the same
     assert with_channel["predicted"].tolist() == direct["predicted"].tolist()
     shape = r"expected images of shape \(n, 28, 28\), got \(2, 28\)"
@@ -130,10 +131,6 @@ def test_images_of_another_size_or_colour_are_named_in_one_line(tmp_path: Path) 
         predict_file(model, tmp_path / "mixed", tmp_path / "out.csv")
     assert str(caught.value) == f"{tmp_path / 'mixed' / 'b.png'}: 32x32 pixels, the model " \
         "expects 28x28"
-    rgb = save_png(tmp_path / "rgb.png", digits(1)[0], "RGB")
-    with pytest.raises(JaxpipeError, match=r"rgb.png: a colour image \(RGB\); expected 8-bit "
-                                           r"grayscale"):
-        predict_file(model, rgb, tmp_path / "out.csv")
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(JaxpipeError, match=r"text.png: not a readable PNG"):
         predict_file(model, tmp_path / "text.png", tmp_path / "out.csv")
@@ -145,6 +142,61 @@ def test_images_of_another_size_or_colour_are_named_in_one_line(tmp_path: Path) 
     with pytest.raises(JaxpipeError, match=r"t.csv: a table, while other inputs are images"):
         predict_file(model, [tmp_path / "t.csv", good], tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_colour_images_are_read_by_luminance_with_one_note(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from PIL import Image
+
+    model = cnn_model(tmp_path)
+    rgb = np.zeros((28, 28, 3), np.uint8)
+    rgb[8:20, 10:18] = (200, 100, 50)  # an orange digit on black
+    (tmp_path / "c").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "c" / "a.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "c" / "b.png")
+    save_png(tmp_path / "c" / "g.png", digits(1)[0])
+    with caplog.at_level("WARNING", logger="jaxpipe.predict"):
+        images = read_pngs(sorted((tmp_path / "c").iterdir()))
+        assert caplog.messages == [
+            f"2 colour images (the first: {tmp_path / 'c' / 'a.png'}, RGB): read as grayscale "
+            "by luminance, L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2, as Pillow's "
+            "convert('L'))"]
+        caplog.clear()
+        read_pngs([tmp_path / "c" / "g.png"])
+        assert caplog.messages == []  # grayscale: no note
+    luminance = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+    assert images[0, 10, 12] == luminance and images[0, 0, 0] == 0
+    assert abs(int(images[1, 10, 12]) - luminance) <= 2  # the palette's nearest orange
+    one = read_pngs([tmp_path / "c" / "a.png"])
+    assert one.shape == (1, 28, 28)
+    assert f"{tmp_path / 'c' / 'a.png'} is a colour image (RGB): read as" in caplog.messages[-1]
+    assert predict(model, images)["predicted"].between(0, 9).all()
+
+
+def test_out_dash_is_standard_output_and_no_out_prints_a_table(tmp_path: Path) -> None:
+    trained_logreg(tmp_path)
+    pd.DataFrame({"a": [10.0, 14.0, 6.0], "b": [-5.0, 3.0, -13.0]}).to_csv(
+        tmp_path / "t.csv", index=False)
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "jaxpipe.cli", "predict", "m.st", "t.csv",
+                               *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, check=True)
+
+    piped = command("--out", "-").stdout
+    assert not (tmp_path / "-").exists() and not list(tmp_path.glob("*.csv"))[1:]
+    command("--out", "p.csv")
+    assert piped == (tmp_path / "p.csv").read_text()  # the same bytes as the file
+    assert piped.splitlines()[0] == "input,predicted,p_0,p_1"
+    assert [line.split(",")[0] for line in piped.splitlines()[1:]] == ["t.csv:1", "t.csv:2",
+                                                                       "t.csv:3"]
+    table = command().stdout.splitlines()
+    assert table[0].split() == ["input", "predicted", "p_0", "p_1"]
+    written = pd.read_csv(tmp_path / "p.csv")
+    for line, (_, row) in zip(table[1:], written.iterrows(), strict=True):
+        assert line.split() == [row["input"], str(row["predicted"]), f"{row['p_0']:.4f}",
+                                f"{row['p_1']:.4f}"]
+    assert len({len(line) for line in table}) == 1  # aligned columns
 
 
 def test_the_command_exits_2_with_one_line_on_a_mixed_folder(tmp_path: Path) -> None:

@@ -18,11 +18,19 @@ log = logging.getLogger("jaxpipe")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from jaxpipe.artifacts import load_trained
-    from jaxpipe.predict import predict_file
+    import sys
 
-    rows = predict_file(load_trained(args.model), args.input, args.out)
-    log.info("%d predictions written to %s", rows, args.out)
+    from jaxpipe.artifacts import load_trained
+    from jaxpipe.predict import as_table, predict_inputs, write_csv
+
+    frame = predict_inputs(load_trained(args.model), args.input)
+    if args.out is None:  # a person reads it: aligned columns
+        sys.stdout.write(as_table(frame))
+    elif args.out == "-":  # a pipe reads it: the CSV
+        write_csv(frame, sys.stdout)
+    else:
+        write_csv(frame, Path(args.out))
+        log.info("%d predictions written to %s", len(frame), args.out)
 
 
 def cmd_plots(args: argparse.Namespace) -> None:
@@ -114,10 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     pred = sub.add_parser("predict", help="apply a trained model to new data")
     pred.add_argument("model", type=Path, help="model file (data/models/<model>.safetensors)")
     pred.add_argument("input", type=Path, nargs="+",
-                      help="CSV or Parquet tables; for the CNN: PNG files (28x28, 8-bit "
-                           "grayscale, light digit on black), folders of them, IDX files or a "
-                           "Parquet image column")
-    pred.add_argument("--out", type=Path, required=True, help="CSV of predictions to write")
+                      help="CSV or Parquet tables; for the CNN: PNG files (28x28, a light "
+                           "digit on black; colour is read as its luminance), folders of them, "
+                           "IDX files or a Parquet image column")
+    pred.add_argument("--out", metavar="CSV", help="write the predictions as CSV to this file, "
+                      "or to standard output with '-' (default: an aligned table on standard "
+                      "output)")
     pred.set_defaults(func=cmd_predict)
     plots = sub.add_parser("plots", help="render every dvc plot to static files, offline")
     plots.add_argument("--out", type=Path, default=Path("dvc_plots/static"))

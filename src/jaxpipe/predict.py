@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from jaxpipe.data.tables import IMAGE_COLUMN, load_images
 
 log = logging.getLogger(__name__)
 MAX_PNG_FILES = 100_000
+FLOAT_FORMAT = "%.6g"
 
 
 def model_inputs(trained: Trained, data: pd.DataFrame | np.ndarray, source: str = "input"
@@ -100,13 +102,13 @@ def read_input(path: Path, image_shape: tuple[int, int] | None = None
             raise JaxpipeError(f"{path}: cannot parse as CSV ({exc.__class__.__name__}); "
                                "inputs are CSV or Parquet tables, IDX files, PNG images or "
                                "folders of them") from None
-    return data, [str(i) for i in range(1, len(data) + 1)]
+    return data, [f"{path.name}:{i}" for i in range(1, len(data) + 1)]
 
 
 def read_inputs(paths: list[Path], image_shape: tuple[int, int] | None = None
                 ) -> tuple[pd.DataFrame | np.ndarray, list[str]]:
-    """Several inputs as one: tables stacked by row, images by image (all of one kind);
-    names say which input each row came from when there are several."""
+    """Several inputs as one: tables stacked by row, images by image (all of one kind),
+    with each row's name (``read_input``)."""
     if len(paths) == 1:
         return read_input(paths[0], image_shape)
     parts = [(path, *read_input(path, image_shape)) for path in paths]
@@ -114,8 +116,7 @@ def read_inputs(paths: list[Path], image_shape: tuple[int, int] | None = None
     if tables and len(tables) != len(parts):
         raise JaxpipeError(f"{tables[0][0]}: a table, while other inputs are images: give "
                            "one kind at a time")
-    names = [name if path.suffix.lower() in IMAGE_SUFFIXES or path.is_dir()
-             else f"{path.name}:{name}" for path, _, got in parts for name in got]
+    names = [name for _, _, got in parts for name in got]
     if tables:
         return pd.concat([p[1] for p in parts], ignore_index=True), names
     shapes = {np.asarray(p[1]).shape[1:] for p in parts}
@@ -126,9 +127,17 @@ def read_inputs(paths: list[Path], image_shape: tuple[int, int] | None = None
 
 
 def read_pngs(files: list[Path], shape: tuple[int, int] | None = None) -> np.ndarray:
-    """PNG files as one uint8 array (n, h, w): 8-bit grayscale only, all of one size (the
-    first file's, unless ``shape`` is given); a colour image or another size is named."""
-    images = [_read_png(f) for f in files]
+    """PNG files as one uint8 array (n, h, w), all of one size (the first file's, unless
+    ``shape`` is given; another size is named); a colour image is read as its luminance,
+    with one note for all of them."""
+    read = [_read_png(f) for f in files]
+    images = [image for image, _ in read]
+    colour = [(path, mode) for path, (_, mode) in zip(files, read, strict=True) if mode]
+    if colour:
+        which = (f"{colour[0][0]} is a colour image ({colour[0][1]})" if len(colour) == 1 else
+                 f"{len(colour)} colour images (the first: {colour[0][0]}, {colour[0][1]})")
+        log.warning("%s: read as grayscale by luminance, L = 0.299 R + 0.587 G + 0.114 B "
+                    "(ITU-R 601-2, as Pillow's convert('L'))", which)
     want = shape or images[0].shape
     for path, image in zip(files, images, strict=True):
         if image.shape != tuple(want):
@@ -140,18 +149,18 @@ def read_pngs(files: list[Path], shape: tuple[int, int] | None = None) -> np.nda
     return np.stack(images)
 
 
-def _read_png(path: Path) -> np.ndarray:
+GREY_MODES = ("L", "1", "LA", "I;16")
+
+
+def _read_png(path: Path) -> tuple[np.ndarray, str | None]:
+    """The image's 8-bit grey levels, and its mode if it was a colour image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            if image.mode not in ("L", "1", "P", "LA", "I;16"):
-                raise JaxpipeError(f"{path}: a colour image ({image.mode}); expected 8-bit "
-                                   "grayscale, as MNIST (light digit on a dark background)")
-            if image.mode == "P" and not _grey_palette(image):
-                raise JaxpipeError(f"{path}: a colour image (palette); expected 8-bit "
-                                   "grayscale, as MNIST (light digit on a dark background)")
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+            grey = image.mode in GREY_MODES or (image.mode == "P" and _grey_palette(image))
+            colour = None if grey else ("palette" if image.mode == "P" else image.mode)
+            return np.asarray(image.convert("L"), dtype=np.uint8), colour
     except (UnidentifiedImageError, OSError) as exc:
         raise JaxpipeError(f"{path}: not a readable PNG ({exc.__class__.__name__})") from None
 
@@ -184,9 +193,9 @@ def unlike_training(images: np.ndarray, source: str) -> str | None:
     return None
 
 
-def predict_file(trained: Trained, source: Path | list[Path], out: Path) -> int:
-    """Predict every row (or image) of ``source`` (one input or several) into the CSV
-    ``out``; return the row count."""
+def predict_inputs(trained: Trained, source: Path | list[Path]) -> pd.DataFrame:
+    """The predictions for every row (or image) of ``source`` (one input or several), each
+    named in an ``input`` column first (``read_input``)."""
     sources = [source] if isinstance(source, Path) else list(source)
     shape = trained.inputs.image_shape
     data, names = read_inputs(sources, shape)
@@ -197,6 +206,25 @@ def predict_file(trained: Trained, source: Path | list[Path], out: Path) -> int:
             log.warning("%s", warning)
     frame = predict(trained, data, where)
     frame.insert(0, "input", names)
-    with atomic_path(out) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, out: Path | TextIO) -> None:
+    """The predictions as CSV: into a file (whole or not at all) or an open text stream."""
+    if isinstance(out, Path):
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, index=False, float_format=FLOAT_FORMAT)
+    else:
+        frame.to_csv(out, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+
+
+def as_table(frame: pd.DataFrame) -> str:
+    """The predictions aligned for a terminal: probabilities to 4 decimals."""
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n"
+
+
+def predict_file(trained: Trained, source: Path | list[Path], out: Path) -> int:
+    """Predict every row (or image) of ``source`` into the CSV ``out``; the row count."""
+    frame = predict_inputs(trained, source)
+    write_csv(frame, out)
     return len(frame)
