@@ -254,7 +254,8 @@ def test_check_reads_the_default_files_and_the_mirror_from_the_environment(
     caplog.set_level(logging.INFO, logger="jaxpipe")
     assert main(["check"]) is None
     (last,) = [r.getMessage() for r in caplog.records if r.name == "jaxpipe"]
-    assert re.fullmatch(rf"ok: \d+ stage entries, the software of \d+ stages as recorded, "
+    assert re.fullmatch(rf"ok: \d+ stages of dvc.yaml: the params of the \d+ that take "
+                        rf"params \(not plots_page\), the software of all \d+ as recorded, "
                         rf"5 mirror file\(s\) verified in "
                         rf"{re.escape(str(fake_mirror))}", last), last
 

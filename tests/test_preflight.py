@@ -13,7 +13,8 @@ from pathlib import Path
 from helpers import md5, params_yaml, write_fake_mirror
 from test_hostile import set_param
 
-from jaxpipe.preflight import check_mirror, check_params, preflight, stage_items
+from jaxpipe.core.config import read_yaml_file
+from jaxpipe.preflight import check_mirror, check_params, preflight, stage_items, stage_names
 from jaxpipe.tools.mirror import write_local
 
 ROOT = Path(__file__).parents[1]
@@ -38,7 +39,9 @@ def test_the_project_as_committed_passes(tmp_path: Path) -> None:
     proc = run_check(project(tmp_path))
     assert proc.returncode == 0, proc.stderr
     entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
-    assert f"ok: {entries} stage entries" in proc.stderr
+    stages = len(stage_names(ROOT / "dvc.yaml"))
+    assert f"ok: {stages} stages of dvc.yaml: the params of the {entries} that take params" \
+        in proc.stderr
     assert time.perf_counter() - started < 60  # generous on a loaded CI machine; ~3 s quiet
 
 
@@ -120,7 +123,7 @@ def test_preflight_verifies_each_mirror_file_and_names_a_bad_one(tmp_path: Path)
 
 
 def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) -> None:
-    from jaxpipe.preflight import preflight, stage_names
+    from jaxpipe.preflight import preflight
     from jaxpipe.tools.mirror import apply_mirror
 
     mirror = write_fake_mirror(tmp_path / "mirror")
@@ -130,7 +133,11 @@ def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) ->
     assert problems == []
     entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
     stages = len(stage_names(ROOT / "dvc.yaml"))
-    assert summary == (f"{entries} stage entries, the software of {stages} stages as recorded, "
-                       f"5 mirror file(s) verified in {mirror}")
+    without = sorted(set(read_yaml_file(ROOT / "dvc.yaml")["stages"]) - set(stage_items(
+        ROOT / "dvc.yaml")))  # the stages that take no params (plots_page), named
+    assert without and stages == entries + len(without)
+    assert summary == (f"{stages} stages of dvc.yaml: the params of the {entries} that take "
+                       f"params (not {', '.join(without)}), the software of all {stages} as "
+                       f"recorded, 5 mirror file(s) verified in {mirror}")
     problems, _ = preflight(ROOT / "params.yaml", None, ROOT / "dvc.yaml", mirror)
     assert problems and "jaxpipe-mirror" in problems[-1]  # official checksums: a mismatch

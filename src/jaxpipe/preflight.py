@@ -158,10 +158,14 @@ def preflight(params: Path, local: Path | None, dvc_yaml: Path, mirror: Path | N
     """Every check; the problems (one line each) and a summary of what was checked."""
     items = stage_items(dvc_yaml)
     problems = check_params(params, local, items) + check_schemas(items, dvc_yaml.parent)
-    summary = f"{sum(len(v) for v in items.values())} stage entries"
+    names = stage_names(dvc_yaml)
+    without = [n for n in names if n.split("@")[0] not in items]  # plots_page: no params
+    summary = (f"{len(names)} stages of {dvc_yaml.name}: the params of the "
+               f"{len(names) - len(without)} that take params"
+               + (f" (not {', '.join(without)})" if without else ""))
     env_problems, checked = check_environment(dvc_yaml)
     problems += env_problems
-    summary += f", the software of {checked} stages as recorded"
+    summary += f", the software of {'all ' if checked == len(names) else ''}{checked} as recorded"
     if mirror is not None:
         mirror_problems, verified = check_mirror(params, local, mirror)
         problems += mirror_problems
