@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -361,3 +362,38 @@ def test_a_bar_shows_at_a_terminal_and_leaves_no_line() -> None:
         shown = b"".join(chunks).decode()
     assert "train:  43%" in shown and "3/7" in shown
     assert shown.endswith("\r" + " " * len(shown.split("\r")[-2]) + "\r")  # line cleared
+
+
+def test_a_params_typo_under_dvc_repro_says_dvc_checkout_restores_the_output(
+        tmp_path: Path) -> None:
+    """The real dvc removes a stage's output before running it; the stage's one line then
+    says how to get it back, and the command it names does."""
+    root = Path(__file__).parents[1]
+    shutil.copy(root / "params.yaml", tmp_path)
+    shutil.copy(root / "environment.yaml", tmp_path)  # the stage's recorded software
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  generate:\n    foreach: [xor]\n    do:\n"
+        f"      cmd: {sys.executable} {root / 'stages/generate.py'} ${{item}} --out xor.parquet\n"
+        "      params: ['generate.${item}']\n      outs: [xor.parquet]\n")
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+
+    def dvc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    assert dvc("init", "--no-scm", "-q").returncode == 0
+    assert dvc("repro", "-q").returncode == 0
+    good = (tmp_path / "xor.parquet").read_bytes()
+    params = (tmp_path / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(params.replace("    kind: xor\n",
+                                                         "    kind: xor\n    n_sampels: 8\n", 1))
+    failed = dvc("repro")
+    assert failed.returncode != 0 and not (tmp_path / "xor.parquet").exists()
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert lines == [
+        "error: params.yaml:generate.xor.n_sampels: unknown key (expected one of "
+        f"{lines[0].split('(expected one of ')[1].split(')')[0]}); DVC removed "
+        "generate@xor's outputs before running it: `dvc checkout generate@xor` restores the "
+        "last ones"], failed.stderr
+    assert dvc("checkout", "generate@xor").returncode == 0
+    assert (tmp_path / "xor.parquet").read_bytes() == good

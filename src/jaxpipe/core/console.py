@@ -22,7 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jaxpipe.core import fileio
 from jaxpipe.core.environment import guard_stage
-from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.core.errors import ConfigError, JaxpipeError
 
 TRACEBACK_ENV = "JAXPIPE_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
 _PR_SET_PDEATHSIG = 1
@@ -82,7 +82,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         if fileio.was_interrupted():  # the interrupt was swallowed on the way; nothing written
             raise KeyboardInterrupt
     except JaxpipeError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {exc}{_restore_hint(exc)}\n")
         raise SystemExit(2) from None
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the temp outputs were removed on the way
         sys.stderr.write(f"error: {_name(argv)}: interrupted; earlier outputs are untouched\n")
@@ -100,6 +100,16 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     finally:
         for signum, handler in (previous or {}).items():
             signal.signal(signum, handler)
+
+
+def _restore_hint(exc: JaxpipeError) -> str:
+    """Under ``dvc repro``, a params error ends after DVC has removed the stage's outputs
+    (it does before running a stage): say how to get the last ones back."""
+    stage = os.environ.get("DVC_STAGE")
+    if not stage or not isinstance(exc, ConfigError):
+        return ""
+    return (f"; DVC removed {stage}'s outputs before running it: `dvc checkout {stage}` "
+            "restores the last ones")
 
 
 def _on_terminate(signum: int, frame: object) -> None:
