@@ -44,6 +44,7 @@ from test_ssh_remote import (  # noqa: F401 - keys and server: fixtures, OpenSSH
 )
 
 from jaxpipe.core.config import read_yaml, roundtrip_yaml
+from jaxpipe.preflight import stage_names
 from jaxpipe.tools.workspace import GIT_ENV, git, make_workspace, ran_stages, set_params
 
 ROOT = Path(__file__).parents[1]
@@ -349,7 +350,11 @@ def test_check_and_env_commands(tmp_path: Path) -> None:
     run_block(section("docs/checks.md", checks, "bash")[0].text, ws, env)
     shown = run_block(section("docs/reproducibility.md", "## The software a stage runs on",
                               "bash")[0].text, ws, env)
-    assert "train@cnn_mnist" in shown.stdout + shown.stderr
+    stages = len(stage_names(ws / "dvc.yaml"))
+    summary = f"{stages} stages: all as recorded in environment.yaml"
+    assert shown.stdout.splitlines()[0] == f"{summary} (-v: each stage's software)"
+    assert shown.stdout.splitlines()[1] == summary  # -v: the same line, then each stage
+    assert "train@cnn_mnist: as recorded" in shown.stdout.splitlines()[2:]
 
 
 @pytest.mark.e2e

@@ -6,6 +6,7 @@ stages whose code imports the upgraded package (jaxpipe.core.environment, jaxpip
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -66,8 +67,10 @@ def test_each_stage_records_the_packages_its_code_imports() -> None:
 def test_the_committed_record_matches_the_code_and_this_installation() -> None:
     assert declared_problems(ROOT) == []
     lines, differ = report(ROOT)
-    assert differ == 0, "\n".join(line for line in lines if "DIFFERS" in line)
-    assert lines[0].endswith(": as recorded")
+    assert differ == 0, "\n".join(lines)
+    stages = len(dvc_stages(ROOT))
+    assert lines == [f"{stages} stages: all as recorded in environment.yaml (-v: each stage's "
+                     "software)"]
 
 
 def test_each_stage_declares_its_own_entry_so_the_lock_carries_it() -> None:
@@ -163,6 +166,24 @@ def test_a_stage_under_dvc_refuses_other_versions_than_recorded(
         environment.guard_stage()
 
 
+@pytest.mark.parametrize("recorded", ["2.4.5", "2.4.7", "2.3.6", "3.4.6", "2.4.60", "2.4",
+                                      "2.4.6.post1"])
+def test_a_record_one_patch_release_apart_is_refused_like_any_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str) -> None:
+    """Versions are compared whole: numpy 2.4.6 installed, 2.4.5 recorded, refuses as a
+    minor version apart does (a prefix or a shorter version is another version too)."""
+    monkeypatch.syspath_prepend(str(fake_release(tmp_path / "site", "numpy", "2.4.6")))
+    assert environment.installed("numpy") == "2.4.6"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_STAGE", "prepare@xor")
+    write_entry(tmp_path, "prepare@xor", {"packages": {"numpy": "2.4.6"}})
+    environment.guard_stage()  # the same release: runs
+    write_entry(tmp_path, "prepare@xor", {"packages": {"numpy": recorded}})
+    with pytest.raises(JaxpipeError, match=rf"^prepare@xor: numpy 2\.4\.6 is installed, the "
+                                           rf"record says {re.escape(recorded)} \("):
+        environment.guard_stage()
+
+
 def test_outside_dvc_nothing_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                         ) -> None:
     monkeypatch.delenv("DVC_STAGE", raising=False)
@@ -198,8 +219,14 @@ def test_env_command_prints_each_stage_and_fails_on_a_difference(
     from jaxpipe.cli import main
 
     root = project(tmp_path / "p")
-    main(["env", "--root", str(root)])
+    stages = [stage.name for stage in dvc_stages(root)]
+    main(["env", "--root", str(root)])  # one line
+    assert capsys.readouterr().out.splitlines() == [
+        f"{len(stages)} stages: all as recorded in environment.yaml (-v: each stage's software)"]
+    main(["env", "-v", "--root", str(root)])  # and the details
     out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{len(stages)} stages: all as recorded in environment.yaml"
+    assert [line.split(":")[0] for line in out[1::3]] == stages
     assert "train@cnn_mnist: as recorded" in out
     at = out.index("train@cnn_mnist: as recorded")
     assert out[at + 1] == (f"    python {environment.python_version()}, machine "
@@ -208,12 +235,18 @@ def test_env_command_prints_each_stage_and_fails_on_a_difference(
     monkeypatch.syspath_prepend(str(fake_release(tmp_path / "alt", "optax", "9.9.9")))
     with pytest.raises(JaxpipeError, match=r"^\d+ stage\(s\) would run on another environment"):
         main(["env", "--root", str(root)])
-    out = capsys.readouterr().out
-    optax = environment.entry_of(environment.read_entries(root / environment.FILE),
-                                 "train@cnn_mnist")["packages"]["optax"]
-    assert (f"train@cnn_mnist: DIFFERS: optax 9.9.9 is installed, the record says {optax}"
-            in out)
-    assert "train@logreg_mobile: as recorded" in out  # its code does not import optax
+    out = capsys.readouterr().out.splitlines()
+    entries = environment.read_entries(root / environment.FILE)
+    optax = environment.entry_of(entries, "train@cnn_mnist")["packages"]["optax"]
+    importers = [s for s in stages if "optax" in environment.entry_of(entries, s)["packages"]]
+    assert "train@cnn_mnist" in importers and "train@logreg_mobile" not in importers
+    named = ", ".join(importers[:5]) + (f" and {len(importers) - 5} more"
+                                        if len(importers) > 5 else "")
+    assert out[0] == (f"{len(stages)} stages: {len(stages) - len(importers)} as recorded in "
+                      f"environment.yaml, {len(importers)} differ: {named} (-v: each stage's "
+                      "software)")
+    assert out[1:] == [f"{s}: DIFFERS: optax 9.9.9 is installed, the record says {optax}"
+                       for s in importers]  # only the stages that differ, and how
 
 
 @pytest.mark.e2e

@@ -89,7 +89,7 @@ def cmd_env(args: argparse.Namespace) -> None:
         log.info("environment.yaml recorded: %d stage(s) changed%s", len(changed),
                  f" ({', '.join(changed)}); `dvc repro` re-runs them" if changed else "")
         return
-    lines, differ = report(args.root)
+    lines, differ = report(args.root, args.verbose)
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     sys.stdout.flush()
     if differ:
@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     env = sub.add_parser("env", help="each stage's software: recorded against installed")
     env.add_argument("--record", action="store_true",
                      help="write the installed environment to environment.yaml")
+    env.add_argument("-v", "--verbose", action="store_true",
+                     help="every stage's software, not only the summary and what differs")
     env.add_argument("--root", type=Path, default=Path("."), help="the repository")
     env.set_defaults(func=cmd_env)
     new = sub.add_parser("new", help="add a model (like an existing one) or a model family")

@@ -12,10 +12,11 @@ types in ml_dtypes). The facts:
   between instruction-set families (x86_64, aarch64);
 - ``jax_backend`` for every stage whose code imports JAX (cpu, gpu and tpu round differently).
 
-``jaxpipe env`` prints each stage's environment and whether the installed one is the one
-``environment.yaml`` records; ``jaxpipe env --record`` rewrites ``environment.yaml``. Each
-stage declares its entry as a params dep, so ``dvc repro`` re-runs exactly the stages whose
-entry changed (``jaxpipe.core.environment`` refuses a stage that would run on other versions).
+``jaxpipe env`` says in one line whether each stage's installed environment is the one
+``environment.yaml`` records, then how any that differ do (``-v``: every stage's software);
+``jaxpipe env --record`` rewrites ``environment.yaml``. Each stage declares its entry as a
+params dep, so ``dvc repro`` re-runs exactly the stages whose entry changed
+(``jaxpipe.core.environment`` refuses a stage that would run on other versions).
 """
 
 from __future__ import annotations
@@ -197,22 +198,37 @@ def record(root: Path) -> list[str]:
     return changed
 
 
-def report(root: Path) -> tuple[list[str], int]:
-    """Lines of ``jaxpipe env``: each stage, its environment, whether it matches the record;
-    and how many stages differ."""
+SHOWN = 5  # differing stages named in the summary line; the rest are counted
+
+
+def report(root: Path, verbose: bool = False) -> tuple[list[str], int]:
+    """Lines of ``jaxpipe env`` and how many stages differ from the record. First one summary
+    line; then each differing stage and how; with ``verbose``, every stage and its software."""
     envs = project_envs(root)
     backend = _backend_if_needed(envs)
     recorded = environment.read_entries(root / environment.FILE)
-    lines, differ = [], 0
+    details, differing = [], []
     for env in envs:
         now = installed_entry(env, backend)
         problems = compare(env, environment.entry_of(recorded, env.stage), backend)
-        differ += bool(problems)
-        status = "as recorded" if not problems else "DIFFERS: " + "; ".join(problems)
-        lines.append(f"{env.stage}: {status}")
-        lines.append("    " + ", ".join(f"{f} {now[f]}" for f in env.facts))
-        lines.append("    " + ", ".join(f"{d} {v}" for d, v in now["packages"].items()))
-    return lines, differ
+        if problems:
+            differing.append(env.stage)
+        if problems or verbose:
+            status = "as recorded" if not problems else "DIFFERS: " + "; ".join(problems)
+            details.append(f"{env.stage}: {status}")
+        if verbose:
+            details.append("    " + ", ".join(f"{f} {now[f]}" for f in env.facts))
+            details.append("    " + ", ".join(f"{d} {v}" for d, v in now["packages"].items()))
+    if not differing:
+        summary = f"{len(envs)} stages: all as recorded in {environment.FILE}"
+    else:
+        named = ", ".join(differing[:SHOWN]) + (f" and {len(differing) - SHOWN} more"
+                                                if len(differing) > SHOWN else "")
+        summary = (f"{len(envs)} stages: {len(envs) - len(differing)} as recorded in "
+                   f"{environment.FILE}, {len(differing)} differ: {named}")
+    if not verbose:
+        summary += " (-v: each stage's software)"
+    return [summary, *details], len(differing)
 
 
 def declared_problems(root: Path) -> list[str]:
