@@ -1,4 +1,4 @@
-"""Plant the realistic bugs of issue 15 one at a time and check a fast test catches each.
+"""Plant the realistic bugs of issues 15 and 33 one at a time and check a fast test catches each.
 
 Each bug is a one-line edit of a copy of ``src/`` (the tree itself is never touched); the
 named fast test files run against that copy (PYTHONPATH first) and must fail. Prints a
@@ -88,6 +88,45 @@ BUGS = [
         (T + "test_models.py",)),
     Bug("seed-range", "the seed range check removed (every family)", "models/__init__.py",
         'in_range(self.seed, "seed", 0, self.seed_max)', "pass", (T + "test_models.py",)),
+    # issue 33: each passed every fast test before its test was written
+    Bug("env-minor", "a stage's recorded versions compared by major.minor only",
+        "core/environment.py", "elif version != str(recorded):",
+        'elif version.split(".")[:2] != str(recorded).split(".")[:2]:',
+        (T + "test_env.py::test_a_record_one_patch_release_apart_is_refused_like_any_other",)),
+    Bug("source-token", "the download's sources: line names a working URL with its token",
+        "data/http.py", "return redact(base, base), failures", "return base, failures",
+        (T + "test_http.py::test_a_signed_url_that_serves_keeps_its_token_out_of_every_line"
+         "_and_file",)),
+    Bug("fetch-log-token", "a served file's log line names its URL with the token",
+        "data/http.py", '"%s: %d bytes from %s (%.1f MB/s)", spec.name, received, shown,',
+        '"%s: %d bytes from %s (%.1f MB/s)", spec.name, received, url,',
+        (T + "test_http.py::test_a_signed_url_that_serves_keeps_its_token_out_of_every_line"
+         "_and_file",)),
+    Bug("pace-gpu", "mesh.pace waits on GPUs instead of CPU devices", "models/cnn/mesh.py",
+        'if len(local) > 1 and local[0].platform == "cpu":',
+        'if len(local) > 1 and local[0].platform == "gpu":',
+        (T + "test_mesh.py::test_pace_waits_for_a_step_over_several_cpu_devices_and_not_over"
+         "_one",)),
+    Bug("pace-count", "mesh.pace counts every process's devices", "models/cnn/mesh.py",
+        "if d.process_index == jax.process_index()]", "]",
+        (T + "test_mesh.py::test_pace_waits_only_over_several_cpu_devices_of_this_process",)),
+    Bug("relay-error", "the launcher folds every absl E line, not only the dump's preamble",
+        "launch.py", 'r"(All thread stack traces.*)?")', 'r".*")',
+        (T + "test_launch.py::test_an_ordinary_error_line_is_relayed_and_only_xla_s_crash"
+         "_report_is_folded",)),
+    Bug("relay-prefix", "the launcher matches the dump's preamble by its prefix", "launch.py",
+        'DUMP_PREAMBLE.fullmatch(line.rstrip("\\n"))', "DUMP_PREAMBLE.match(line)",
+        (T + "test_launch.py::test_an_ordinary_error_line_is_relayed_and_only_xla_s_crash"
+         "_report_is_folded",)),
+    Bug("live-every-process", "every launched process opens DVCLive and posts to Studio",
+        "live.py", 'if not wanted() or os.environ.get("JAXPIPE_PROCESS_ID", "0") != "0":',
+        "if not wanted():",
+        (T + "test_live.py::test_in_a_launched_run_only_process_0_reports",)),
+    Bug("budget-bytes", "the memory budget counts a byte a pixel, not float32's four",
+        "models/cnn/__init__.py", "held = len(labels) * (4 * int(np.prod(IMAGE_SHAPE)) + 4)",
+        "held = len(labels) * (int(np.prod(IMAGE_SHAPE)) + 4)",
+        (T + "test_stream.py::test_the_budget_holds_float32_images_on_each_local_device_up_to"
+         "_its_edge",)),
 ]
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
+import urllib.parse
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import (
     BODY,
     IMAGES,
@@ -35,6 +40,8 @@ from jaxpipe.data import http as http_module
 from jaxpipe.data.http import fetch_first, fetch_url
 from jaxpipe.data.sources import download
 from jaxpipe.data.specs import FileSpec
+
+ROOT = Path(__file__).parents[1]
 
 
 def test_a_file_larger_than_one_read_streams_whole_and_verifies(tmp_path: Path) -> None:
@@ -235,6 +242,48 @@ def test_no_credential_reaches_an_error_line_a_log_or_a_file(
     assert "http://***@" in text and "token=***" in text  # the URL is still named
     files = [f for f in tmp_path.rglob("*") if f.is_file()]
     assert all(SECRET.encode() not in f.read_bytes() for f in files)
+
+
+class _Signed(http.server.BaseHTTPRequestHandler):
+    """Serves BODY at ``/signed/<IMAGES>`` only with ``token=SECRET`` and ``sig=SECRET`` in its
+    query string, as a signed URL's server does; 403 otherwise."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        if url.path != f"/signed/{IMAGES}" or query.get("token") != [SECRET] \
+                or query.get("sig") != [SECRET]:
+            self.send_error(403)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_signed_url_that_serves_keeps_its_token_out_of_every_line_and_file(
+        tmp_path: Path) -> None:
+    """The download stage itself, from a base URL whose query string carries the secret:
+    the file arrives, and the ``sources:`` line names the URL without the secret."""
+    spec = spec_of(BODY)
+    with serving(_Signed) as base:
+        url = f"{base}/signed/?token={SECRET}&sig={SECRET}&v=1"
+        params = {"download": {"d": {"mirror_folder": "mnist", "urls": [url], "files": {
+            "f": {"name": spec.name, "md5": spec.md5, "size": spec.size}}}}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        env = {k: v for k, v in os.environ.items() if k not in ("JAXPIPE_MIRROR", "DVC_STAGE")}
+        proc = subprocess.run([sys.executable, str(ROOT / "stages/download.py"), "d",
+                               "--out", "out", "--params", "params.yaml"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / IMAGES).read_bytes() == BODY
+    assert f"(sources: {base}/signed/?token=***&sig=***&v=1)" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    files = [f for f in tmp_path.rglob("*") if f.is_file() and f.name != "params.yaml"]
+    assert files and all(SECRET.encode() not in f.read_bytes() for f in files)
 
 
 def test_redact_removes_every_kind_of_credential() -> None:

@@ -19,7 +19,7 @@ import pytest
 from helpers import help_text
 
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.launch import MAX_PROCESSES, free_port, launch, main, process_env
+from jaxpipe.launch import MAX_PROCESSES, free_port, launch, main, process_env, supervise
 
 JOIN_VARS = ("JAXPIPE_NUM_PROCESSES", "JAXPIPE_PROCESS_ID", "JAX_COORDINATOR_ADDRESS",
              "JAX_NUM_CPU_DEVICES", "LAUNCH_TEST_INHERITED")
@@ -201,3 +201,30 @@ def test_the_help_says_what_each_option_does(capsys: pytest.CaptureFixture[str],
                  "--processes PROCESSES, -n PROCESSES", "--cpu-devices CPU_DEVICES CPU devices "
                  "per process", "--timeout-s TIMEOUT_S", "command -- then the command"):
         assert said in text
+
+
+RELAYED = ["E1206 19:41:15.123456    4242 coordination_service_agent.cc:332] Coordination "
+           "agent failed: UNAVAILABLE: connection refused",
+           "W1206 19:41:15.200000    4242 pjrt_client.cc:9] a warning",
+           "an ordinary line of the program's own"]
+FOLDED = ["E1206 19:41:16.000000    4242 stack_trace.cc:51] ",
+          "E1206 19:41:16.000001    4242 stack_trace.cc:52] All thread stack traces:",
+          "F1206 19:41:16.000002    4242 collectives.cc:96] [id=0] Termination timeout for "
+          "`all reduce` of 2 seconds exceeded. RendezvousKey{run_id=1}",
+          "*** Check failure stack trace: ***", "    @     0x7f3c2a1b abort",
+          "E1206 19:41:16.000003    4242 after.cc:1] a line of the crash report"]
+
+
+def test_an_ordinary_error_line_is_relayed_and_only_xla_s_crash_report_is_folded(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """absl's ``E...`` lines are a program's errors: the user must see them. Only the lines
+    that announce XLA's stack dump, its fatal line and what follows it are left out."""
+    script = tmp_path / "crash.py"
+    lines = "".join(f"{line}\n" for line in RELAYED + FOLDED)
+    script.write_text(f"import os, sys\nsys.stderr.write({lines!r})\nsys.stderr.flush()\n"
+                      "os.abort()\n")
+    outcome = supervise([sys.executable, "-S", str(script)], 1)
+    assert (outcome.status, outcome.rank) == (-6, 0)
+    assert outcome.describe(1) == ("1 processes: process 0 was killed by SIGABRT: XLA: "
+                                   "Termination timeout for `all reduce` of 2 seconds exceeded.")
+    assert capsys.readouterr().err.splitlines() == RELAYED

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,3 +137,43 @@ def test_dvc_exp_run_sends_each_epoch_to_studio_and_keeps_the_bytes(
     assert [sent[step]["val_loss"] for step in (0, 1)] == pytest.approx(val_losses, rel=1e-6)
     assert [p["step"] for p in points] == [0, 1]  # each point sent once
     assert _outs(ws / "dvc.lock", "train@cnn_mnist") == plain  # the same model and history
+
+
+LAUNCHED = """
+import os, sys
+here = os.path.join(sys.argv[1], os.environ["JAXPIPE_PROCESS_ID"])
+os.makedirs(here)
+os.chdir(here)
+from jaxpipe import live
+from jaxpipe.models import epoch_done
+with live.session("m"):
+    for epoch in (1, 2):
+        epoch_done(epoch, train_loss=1.0 / epoch, val_loss=2.0 / epoch)
+"""
+
+
+def test_in_a_launched_run_only_process_0_reports(
+        studio: tuple[str, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two real processes under ``jaxpipe.launch``, as ``dvc exp run`` starts a stage (its
+    experiment's variables set), each in a folder of its own: process 0 writes DVCLive's
+    files and posts each epoch to Studio once; process 1 writes nothing and posts nothing."""
+    from jaxpipe.launch import launch
+
+    url, events = studio
+    for name, value in {live.ENV: "1", "DVC_STUDIO_TOKEN": "isat_test_token",
+                        "DVC_STUDIO_URL": url, "DVC_EXP_NAME": "launched",
+                        "DVC_STUDIO_REPO_URL": "https://example.com/team/jaxpipe.git",
+                        "DVC_EXP_BASELINE_REV": "0" * 39 + "1"}.items():
+        monkeypatch.setenv(name, value)
+    script = tmp_path / "child.py"
+    script.write_text(LAUNCHED)
+    (tmp_path / "runs").mkdir()
+    assert launch([sys.executable, str(script), str(tmp_path / "runs")], 2, timeout_s=120) == 0
+    runs = tmp_path / "runs"
+    assert json.loads((runs / "0/dvclive/m/metrics.json").read_text())["step"] == 1
+    assert list((runs / "1").iterdir()) == []
+    # one experiment started; each epoch's figures sent once (DVCLive sends the last again
+    # as it ends)
+    assert [e["type"] for e in events].count("start") == 1, events
+    steps = [e["step"] for e in events if e.get("type") == "data" and "metrics" in e]
+    assert steps[:2] == [0, 1] and set(steps) == {0, 1} and steps.count(0) == 1, events

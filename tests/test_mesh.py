@@ -2,6 +2,13 @@
 its environment names, and each process's share of a batch (runs on several devices and
 processes are tests/test_distributed.py's)."""
 
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import jax
 import pytest
 from jax._src import xla_bridge
@@ -66,3 +73,62 @@ def test_each_process_streams_its_own_quarter_of_a_batch(monkeypatch: pytest.Mon
     monkeypatch.setattr(jax, "process_count", lambda: 4)
     monkeypatch.setattr(jax, "process_index", lambda: index)
     assert mesh.local_rows(None, 64) == slice(*rows)
+
+
+PACED = """
+import json
+import jax, jax.numpy as jnp, numpy as np
+from jaxpipe.models.cnn import mesh
+
+def step(a, w):  # ~0.3 s a call here, its mean an all-reduce over the mesh, as a loss is
+    return jnp.mean(jax.lax.fori_loop(0, 60, lambda i, b: jnp.tanh(b @ w), a))
+
+seen = {}
+for devices in (2, 1):
+    grid = mesh.data_mesh(devices)
+    x = mesh.split_rows(grid, np.random.default_rng(0).normal(size=(512, 512)).astype("f4"))
+    w = mesh.replicated(grid, np.eye(512, dtype="f4") * 0.5)
+    f = jax.jit(step)
+    jax.block_until_ready(f(x, w))  # compiled
+    out = f(x, w)
+    mesh.pace(out)
+    seen[devices] = [len(out.sharding.device_set), out.is_ready()]
+print(json.dumps(seen))
+"""
+
+
+def test_pace_waits_for_a_step_over_several_cpu_devices_and_not_over_one() -> None:
+    """Two real CPU devices in a process of their own (this one's JAX has started): after
+    ``pace`` the step's all-reduced output is computed; on one device ``pace`` returns at
+    once, the step still running."""
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", PACED], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen == {"2": [2, True], "1": [1, False]}
+
+
+@dataclass(frozen=True)
+class _Device:
+    id: int
+    platform: str
+    process_index: int = 0
+
+
+@pytest.mark.parametrize(("devices", "waits"), [
+    ((_Device(0, "cpu"), _Device(1, "cpu", 1)), False),  # one here: launched on this thread
+    ((_Device(0, "gpu"), _Device(1, "gpu")), False),
+    ((_Device(0, "cpu"),), False),
+    ((_Device(0, "cpu"), _Device(1, "cpu"), _Device(2, "cpu", 1)), True),
+])
+def test_pace_waits_only_over_several_cpu_devices_of_this_process(
+        monkeypatch: pytest.MonkeyPatch, devices: tuple, waits: bool) -> None:
+    """The devices this test machine lacks (GPUs, another process's), as the array names
+    them; whether ``pace`` waits is whether it blocks on the array."""
+    waited: list = []
+    monkeypatch.setattr(jax, "block_until_ready", waited.append)
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    out = SimpleNamespace(sharding=SimpleNamespace(device_set=set(devices)))
+    mesh.pace(out)
+    assert waited == ([out] if waits else [])

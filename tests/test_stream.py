@@ -93,3 +93,19 @@ def test_a_file_that_is_not_an_image_table_is_named(tmp_path: Path) -> None:
         with pytest.raises(JaxpipeError) as err:
             stream.ImageRows(path, SCALER)
         assert str(err.value) == f"{path}: cannot stream images ({why})"
+
+
+@pytest.mark.parametrize(("devices", "limit"), [(1, None), (2, None), (1, 120)])
+def test_the_budget_holds_float32_images_on_each_local_device_up_to_its_edge(
+        tmp_path: Path, devices: int, limit: int | None) -> None:
+    """4 bytes a pixel and 4 a label, a copy per device of this process, for the images
+    trained on (``max_train_images``): a set exactly the budget's size, or a byte under, is
+    held in memory; a byte over it, streamed."""
+    data = load_dataset(write_images(tmp_path, n_train=200))
+    size = (limit or 200) * (28 * 28 * 4 + 4) * devices  # 200 images: 628,000 bytes a device
+
+    def streams(budget_bytes: int) -> bool:
+        cfg = cnn.Config(memory_budget_mb=budget_bytes / cnn.MB, max_train_images=limit)
+        return isinstance(cnn._source(cfg, data, devices), stream.ImageRows)
+
+    assert [streams(size + 1), streams(size), streams(size - 1)] == [False, False, True]

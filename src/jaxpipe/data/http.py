@@ -100,7 +100,7 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, dea
     and the failures met on the way."""
     failures = []
     for base in urls:
-        url = base.rstrip("/") + "/" + spec.name
+        url = file_url(base, spec.name)
         try:
             fetch_url(url, dest, spec, timeout, deadline, max_bytes)
         except DownloadError as exc:
@@ -109,6 +109,13 @@ def fetch_first(urls: list[str], spec: FileSpec, dest: Path, timeout: float, dea
             continue
         return redact(base, base), failures  # a label for logs: no credentials
     return None, failures
+
+
+def file_url(base: str, name: str) -> str:
+    """``name`` appended to the path of ``base``; a query string (a signed URL's
+    ``?token=...``) stays at the end, where a server reads it."""
+    parts = urllib.parse.urlsplit(base)
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + name))
 
 
 def _late(url: str, seconds: float) -> str:
