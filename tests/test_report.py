@@ -6,9 +6,14 @@ from __future__ import annotations
 import copy
 import json
 import locale
+import re
+import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
@@ -70,8 +75,52 @@ def test_the_offline_template_inlines_every_library(tmp_path: Path) -> None:
     script, rest = script_and_rest.split("</script>")  # exactly one closing tag
     assert script == vlc.javascript_bundle().replace("</script", "<\\/script")
     assert len(script) > 100_000 and "BUNDLE" not in page
-    assert rest == ("\n<style>table { border-spacing: 15px; } body { font-family: sans-serif; }"
-                    "</style>\n</head>\n<body>\n{plot_divs}\n</body>\n</html>\n")
+    assert rest.startswith("\n<style>table { border-spacing: 15px; } body { font-family: "
+                           "sans-serif; }\n")
+    assert rest.endswith("</style>\n</head>\n<body>\n{plot_divs}\n</body>\n</html>\n")
+
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (apt-get install "
+                                             "chromium)")
+def test_plots_of_one_row_hang_from_its_top_in_a_browser(tmp_path: Path) -> None:
+    """The page `dvc plots show` writes with the offline template, laid out by Chromium: a
+    short plot beside a tall one starts at the tall one's top, not at its middle."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
+    write_template(repo / "page.html")
+    subprocess.run([sys.executable, "-m", "dvc", "config", "plots.html_template",
+                    "../page.html"], cwd=repo, check=True)
+    (repo / "tall.csv").write_text("x,y\n0,0\n1,1\n")
+    (repo / "short.csv").write_text("x,y\n0,0\n1,1\n")
+    size = {"tall": 400, "short": 60}
+    (repo / "dvc.yaml").write_text(json.dumps({"plots": [
+        {name: {"x": "x", "y": {f"{name}.csv": "y"}, "template": "simple"}}
+        for name in size]}))
+    subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "-q"], cwd=repo, check=True)
+    page = repo / "dvc_plots" / "index.html"
+    html = page.read_text(encoding="utf8")
+    for name, height in size.items():  # the simple template's height, set per plot
+        at = html.index(f'<div id = "{name}">')
+        html = html[:at] + re.sub(r'"height": \d+', f'"height": {height}', html[at:], count=1)
+    probe = ("<script>setTimeout(() => { document.title = JSON.stringify(Array.from("
+             "document.querySelectorAll('.vega-embed'), e => [e.id, "
+             "Math.round(e.getBoundingClientRect().top), Math.round(e.getBoundingClientRect()"
+             ".left)])); }, 2000);</script></body>")
+    head, _, tail = html.rpartition("</body>")  # the page's own (the bundle holds one too)
+    page.write_text(head + probe + tail, encoding="utf8")
+    shown = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                            "--window-size=1400,1000", "--virtual-time-budget=5000",
+                            "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                           timeout=120, check=True).stdout
+    boxes = json.loads(html_unescape(re.search(r"<title>(.*?)</title>", shown).group(1)))
+    (tall, tall_top, tall_left), (short, short_top, short_left) = boxes
+    assert (tall, short) == ("tall", "short") and short_left > tall_left  # one row
+    assert short_top == tall_top, boxes
 
 
 def test_every_vega_plot_is_drawn_to_an_svg_named_by_its_title(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ PAGE = """<!DOCTYPE html>
 <title>jaxpipe plots</title>
 <!-- vega {vega}, vega-lite (latest bundled), vega-embed {embed}: inlined by vl-convert -->
 <script>BUNDLE</script>
-<style>table {{ border-spacing: 15px; }} body {{ font-family: sans-serif; }}</style>
+<style>table {{ border-spacing: 15px; }} body {{ font-family: sans-serif; }}
+/* plots flow left to right in rows; each row's plots hang from its top, not its middle */
+.vega-embed {{ vertical-align: top; margin: 0 24px 24px 0; }}</style>
 </head>
 <body>
 {{plot_divs}}
