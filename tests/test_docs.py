@@ -384,6 +384,10 @@ def test_metrics_and_plots_commands(pipeline, tmp_path: Path) -> None:
     shown = run_block(section("docs/results.md", "## Metrics and plots", "bash")[0].text, ws,
                       _env(ws))
     assert "metrics/cnn_mnist.json" in shown.stdout and "steps_to_converge" in shown.stdout
+    timings = shown.stdout[shown.stdout.index('{\n  "epoch_end_seconds"'):]
+    timings = timings[:timings.index("\n}\n") + 3]  # the file as cat shows it: a line a key
+    assert json.loads(timings)["phases"]["train steps"] > 0
+    assert max(len(line) for line in timings.splitlines()) <= 80
     assert (ws / "dvc_plots/index.html").stat().st_size > 0
     assert len(list((ws / "dvc_plots/static").glob("*.png"))) >= 10
 
