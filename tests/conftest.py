@@ -31,7 +31,8 @@ def mirror(fake_mirror: Path) -> Path:
 
 @dataclass
 class Pipeline:
-    """A temporary copy of the repo after one full `dvc repro` on the small profile."""
+    """A temporary copy of the repo as committed, after one full `dvc repro` on the small
+    profile."""
 
     root: Path
     mirror: Path
@@ -45,7 +46,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, mirror: Path,
     in a shared folder while the others wait, then each worker takes its own copy (tests
     change their worker's copy: experiments, remotes, edited modules)."""
     def build(ws: Path) -> str:
-        make_workspace(ROOT, ws, mirror=mirror, profile=SMALL)
+        make_workspace(ROOT, ws, mirror=mirror, profile=SMALL, rev="HEAD")
         return dvc(ws, "repro", mirror=mirror).stdout
 
     if worker_id == "master":  # no xdist (-n 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,17 @@ import pytest
 from jaxpipe.data.idx import write_idx
 from jaxpipe.data.raw import MNIST_FILES
 from jaxpipe.data.specs import DownloadConfig, FileSpec
+
+ROOT = Path(__file__).parents[1]
+
+
+def committed(name: str) -> str:
+    """File ``name`` of this repository as committed at HEAD: a test never reads the user's
+    own models, params edits or experiments (``jaxpipe.tools.workspace.committed_copy``
+    copies whole folders the same way)."""
+    return subprocess.run(["git", "show", f"HEAD:{name}"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+
 
 MOBILE_COLUMNS = [
     "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",

@@ -7,7 +7,6 @@ import ctypes
 import logging
 import os
 import re
-import shutil
 import stat
 import struct
 import sys
@@ -25,6 +24,7 @@ from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.data.inputs import Inputs
 from jaxpipe.models import Fit
 from jaxpipe.tools.mirror import apply_mirror, write_local
+from jaxpipe.tools.workspace import committed_copy
 
 ROOT = Path(__file__).parents[1]
 SCALER = {"features": ["a", "b"], "mean": [10.0, -5.0], "scale": [2.0, 4.0], "target": "y",
@@ -237,9 +237,7 @@ def test_plots_says_no_output_when_dvc_fails_silently(tmp_path: Path,
 def project(root: Path) -> Path:
     """params.yaml, dvc.yaml, schemas/ and an empty params.local.yaml, as committed."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("params.yaml", "dvc.yaml", "environment.yaml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "schemas", root / "schemas")
+    committed_copy(ROOT, root, "params.yaml", "dvc.yaml", "environment.yaml", "schemas")
     write_local(root / "params.local.yaml", {})
     return root
 

@@ -5,7 +5,7 @@ safely."""
 from pathlib import Path
 
 import pytest
-from helpers import params_yaml
+from helpers import committed, params_yaml
 
 from jaxpipe.core.config import load_config, load_params, parse, read_yaml
 from jaxpipe.core.errors import ConfigError
@@ -90,8 +90,7 @@ def test_params_yaml_is_written_as_dvc_writes_it(tmp_path: Path) -> None:
     in that style, so setting any one scalar changes exactly one line."""
     from dvc.utils.hydra import apply_overrides
 
-    root = Path(__file__).parents[1]
-    original = (root / "params.yaml").read_text()
+    original = committed("params.yaml")
     copy = tmp_path / "params.yaml"
     leaves = [(path, value) for path, value in _leaves(read_yaml(original))
               if all(isinstance(k, str) for k in path)]  # -S addresses keys, not list items
@@ -157,7 +156,7 @@ def test_an_unsafe_tag_is_named_with_its_file_and_line(tmp_path: Path) -> None:
     from jaxpipe.core.config import read_yaml_file
 
     params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text()
+    params.write_text(committed("params.yaml")
                       + 'x: !!python/object/apply:os.system ["touch hacked"]\n')
     lines = len(params.read_text().splitlines())
     with pytest.raises(ConfigError) as caught:

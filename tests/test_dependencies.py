@@ -1,7 +1,6 @@
 """dvc.yaml declares exactly the code each stage runs, so a code change re-runs its stages."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import pytest
 import yaml
 
 from jaxpipe.tools.deps import check_project, dvc_stages, import_closure
-from jaxpipe.tools.workspace import dvc, git
+from jaxpipe.tools.workspace import committed_copy, dvc, git
 
 ROOT = Path(__file__).parents[1]
 
@@ -33,10 +32,8 @@ def test_a_model_stage_depends_on_its_own_family_only() -> None:
 
 
 def _copy_project(dest: Path) -> Path:
-    for name in ("src", "stages", ".dvc"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("tmp", "cache"))
-    for name in ("dvc.yaml", "params.yaml", "environment.yaml"):
-        shutil.copy(ROOT / name, dest / name)
+    committed_copy(ROOT, dest, "src", "stages", ".dvc", "dvc.yaml", "params.yaml",
+                   "environment.yaml")
     git(dest, "init", "-q")
     return dest
 

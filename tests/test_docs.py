@@ -45,7 +45,14 @@ from test_ssh_remote import (  # noqa: F401 - keys and server: fixtures, OpenSSH
 
 from jaxpipe.core.config import read_yaml, roundtrip_yaml
 from jaxpipe.preflight import stage_names
-from jaxpipe.tools.workspace import GIT_ENV, git, make_workspace, ran_stages, set_params
+from jaxpipe.tools.workspace import (
+    GIT_ENV,
+    committed_copy,
+    git,
+    make_workspace,
+    ran_stages,
+    set_params,
+)
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -338,12 +345,8 @@ def walk(doc: str, headings: list[str], ws: Path, env: Mapping[str, str],
 
 def test_check_and_env_commands(tmp_path: Path) -> None:
     """In a copy of what the two commands read: code, stages, params, schemas, records."""
-    ws = tmp_path / "ws"
-    for name in ("src", "stages", "schemas", ".dvc"):
-        shutil.copytree(ROOT / name, ws / name, ignore=shutil.ignore_patterns(
-            "tmp", "cache", "__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", "params.yaml", "params.local.yaml", "environment.yaml"):
-        shutil.copy2(ROOT / name, ws / name)
+    ws = committed_copy(ROOT, tmp_path / "ws", "src", "stages", "schemas", ".dvc", "dvc.yaml",
+                        "params.yaml", "params.local.yaml", "environment.yaml")
     git(ws, "init", "-q")
     env = _env(ws)
     checks = "# Bad inputs: checked before use, one line, nothing lost"
@@ -457,7 +460,7 @@ def _wine_csv(dest: Path) -> Path:
 def test_a_dataset_from_a_url(tmp_path: Path) -> None:
     """The page's steps, in a fresh copy, with the CSV served on 127.0.0.1: download,
     prepare, then a model trained and evaluated on it, and nothing else run."""
-    ws = make_workspace(ROOT, tmp_path / "ws")
+    ws = make_workspace(ROOT, tmp_path / "ws", rev="HEAD")
     csv = _wine_csv(tmp_path / "served" / "wine.csv")
     md5 = hashlib.md5(csv.read_bytes()).hexdigest()  # noqa: S324 - as the page's md5sum
     with http_server(csv.parent) as url:
@@ -474,7 +477,7 @@ def test_a_dataset_from_a_url(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_a_dataset_from_a_local_file(tmp_path: Path) -> None:
-    ws = make_workspace(ROOT, tmp_path / "ws")
+    ws = make_workspace(ROOT, tmp_path / "ws", rev="HEAD")
     csv = _wine_csv(tmp_path / "mine" / "wine.csv")
     out = walk("docs/add-a-dataset.md", [
         "### 1b. The raw file from a local file", "### 2. Its schema", "### 3. How to prepare it",

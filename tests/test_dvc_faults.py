@@ -260,7 +260,7 @@ def base(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Base:
     hook = root / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(HOOK)
-    ws = make_workspace(ROOT, root / "base", mirror=mirror, profile=SMALL)
+    ws = make_workspace(ROOT, root / "base", mirror=mirror, profile=SMALL, rev="HEAD")
     dvc(ws, "repro", TARGET, mirror=mirror)
     git(ws, "add", "dvc.lock")
     git(ws, "commit", "-q", "-m", "results")  # as a team commits its dvc.lock

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
 from jaxpipe.tools.deps import dvc_stages
 from jaxpipe.tools.env import declared_problems, project_envs, record, report
-from jaxpipe.tools.workspace import dvc, git, ran_stages
+from jaxpipe.tools.workspace import committed_copy, dvc, git, ran_stages
 
 ROOT = Path(__file__).parents[1]
 
@@ -80,10 +79,8 @@ def test_each_stage_declares_its_own_entry_so_the_lock_carries_it() -> None:
 
 
 def project(dest: Path) -> Path:
-    for name in ("src", "stages", ".dvc"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("tmp", "cache"))
-    for name in ("dvc.yaml", "params.yaml", environment.FILE):
-        shutil.copy(ROOT / name, dest / name)
+    committed_copy(ROOT, dest, "src", "stages", ".dvc", "dvc.yaml", "params.yaml",
+                   environment.FILE)
     git(dest, "init", "-q")
     return dest
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
-from helpers import mobile_frame
+from helpers import committed, mobile_frame
 
 from jaxpipe.artifacts import flatten, load_model, save_model
 from jaxpipe.core.config import roundtrip_yaml
@@ -67,7 +67,7 @@ def set_param(params: Path, dotted: str, value: object) -> None:
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with params.yaml, a good raw table, its prepared set and a trained model."""
     work = tmp_path_factory.mktemp("hostile")
-    (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (work / "params.yaml").write_text(committed("params.yaml"))
     set_param(work / "params.yaml", "train.logreg_mobile.steps", 20)
     mobile_frame(200).to_csv(work / "good.csv", index=False)
     prepare = stage(work, "prepare", "mobile_binary", "--input", "good.csv", "--schema",
@@ -148,7 +148,7 @@ def test_a_bad_param_fails_before_any_work(work: Path, tmp_path: Path, key: str,
 
 def test_hidden_zero_and_huge_generated_sets_name_their_bound(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
+    params.write_text(committed("params.yaml"))
     set_param(params, "generate.linear.n_samples", 10**12)
     proc = stage(tmp_path, "generate", "linear", "--out", "x.parquet", "--params", str(params))
     one_line_failure(proc, "n_samples: 1000000000000 is outside [1, 10_000_000]")
@@ -292,7 +292,7 @@ def test_a_hostile_local_override_is_refused_before_any_download(
         tmp_path: Path, override: str, message: str) -> None:
     """params.local.yaml is deep-merged over params.yaml: it must not point a download
     outside the mirror or its output folder."""
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(committed("params.yaml"))
     key, _, value = override.partition(": ")
     (tmp_path / "params.local.yaml").write_text(f"download:\n  mnist:\n    {key}: {value}\n")
     (tmp_path / "raw").mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import help_text, md5
+from helpers import committed, help_text, md5
 
 from jaxpipe.core.config import load_layered
 from jaxpipe.core.errors import ConfigError, JaxpipeError
@@ -37,7 +37,7 @@ ROOT = Path(__file__).parents[1]
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repo holding the project's params.yaml and its empty params.local.yaml."""
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(committed("params.yaml"))
     write_local(tmp_path / "params.local.yaml", {})  # as committed (this checkout's may not be)
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "add", "-A")

@@ -16,15 +16,14 @@ from test_hostile import set_param
 from jaxpipe.core.config import read_yaml_file
 from jaxpipe.preflight import check_mirror, check_params, preflight, stage_items, stage_names
 from jaxpipe.tools.mirror import write_local
+from jaxpipe.tools.workspace import committed_copy
 
 ROOT = Path(__file__).parents[1]
 
 
 def project(tmp_path: Path) -> Path:
-    for name in ("params.yaml", "dvc.yaml", "environment.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    committed_copy(ROOT, tmp_path, "params.yaml", "dvc.yaml", "environment.yaml", "schemas")
     write_local(tmp_path / "params.local.yaml", {})  # as committed
-    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     return tmp_path
 
 

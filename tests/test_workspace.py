@@ -21,6 +21,7 @@ from jaxpipe.tools.workspace import (
     RunConfig,
     _cpus,
     apply_profile,
+    committed_copy,
     dvc,
     git,
     make_workspace,
@@ -155,6 +156,24 @@ def test_a_workspace_is_a_fresh_repo_of_the_project_files(tmp_path: Path) -> Non
         "workspace|jaxpipe <jaxpipe@localhost>|jaxpipe <jaxpipe@localhost>\n")
     assert run_git(dest, "rev-parse", "--abbrev-ref", "HEAD") == "main\n"
     assert run_git(dest, "status", "--porcelain") == ""
+
+
+def test_a_workspace_from_a_commit_has_none_of_the_working_trees_changes(
+        tmp_path: Path) -> None:
+    """The tests' workspaces: a team's own edits, models and untracked files never reach
+    them, and what the working tree deleted is there as committed."""
+    root = repo(tmp_path / "root")
+    (root / "src" / "pkg" / "b.py").write_text("B = 'edited'\n")
+    dest = make_workspace(root, tmp_path / "ws", rev="HEAD")
+    assert run_git(dest, "ls-files").splitlines() == [
+        ".gitignore", "README.md", "gone.txt", "src/pkg/a.py", "src/pkg/b.py"]
+    assert (dest / "src" / "pkg" / "b.py").read_text() == "B = 2\n"
+    assert run_git(dest, "status", "--porcelain") == ""
+    assert committed_copy(root, tmp_path / "two", "src/pkg/b.py", "gone.txt") == tmp_path / "two"
+    assert sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*")
+                  if p.is_file()) == ["gone.txt", "src/pkg/b.py"]
+    with pytest.raises(JaxpipeError, match=r"^git archive HEAD failed in .*: fatal: "):
+        committed_copy(root, tmp_path / "three", "no-such-file")
 
 
 def test_a_workspace_gets_the_profile_and_the_mirror_committed(tmp_path: Path,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import subprocess
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,10 +56,29 @@ def _set_each(params: Any, overrides: dict, params_path: Path, source: str) -> N
         node[last] = value
 
 
+def committed_copy(root: Path, dest: Path, *paths: str, rev: str = "HEAD") -> Path:
+    """``paths`` of the repository at ``root`` (files or folders; all of it if none) as
+    committed at ``rev``, written under ``dest``: none of the working tree's own edits,
+    models, experiments or untracked files."""
+    archive = subprocess.run(["git", "archive", "--format=tar", rev, "--", *paths], cwd=root,
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise JaxpipeError(f"git archive {rev} failed in {root}: "
+                           f"{archive.stderr.decode(errors='replace').strip()}")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
 def make_workspace(root: Path, dest: Path, mirror: Path | None = None,
-                   profile: Path | None = None) -> Path:
-    """Copy the project into ``dest`` as a fresh git repo, profile and mirror applied."""
-    for name in project_files(root):
+                   profile: Path | None = None, rev: str | None = None) -> Path:
+    """Copy the project into ``dest`` as a fresh git repo, profile and mirror applied: its
+    files as committed at ``rev`` (the tests' workspaces: ``HEAD``), or, without ``rev``,
+    as the working tree has them (what git tracks or would track)."""
+    if rev is not None:
+        committed_copy(root, dest, rev=rev)
+    for name in project_files(root) if rev is None else ():
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, target)
