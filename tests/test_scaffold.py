@@ -16,8 +16,8 @@ import pytest
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.preflight import stage_items
-from jaxpipe.tools.scaffold import new_family, new_model
-from jaxpipe.tools.workspace import dvc, ran_stages
+from jaxpipe.tools.scaffold import new_family, new_model, next_steps
+from jaxpipe.tools.workspace import committed_copy, dvc, git, ran_stages
 
 ROOT = Path(__file__).parents[1]
 FILES = ("dvc.yaml", "params.yaml", "environment.yaml")
@@ -25,9 +25,16 @@ FILES = ("dvc.yaml", "params.yaml", "environment.yaml")
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    for name in FILES:
-        shutil.copy2(ROOT / name, tmp_path / name)
-    return tmp_path
+    return committed_copy(ROOT, tmp_path, *FILES)
+
+
+def unused(root: Path, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``...: the first that is neither a model of ``root``'s
+    params.yaml nor a family module there, so a team's own committed models (the docs'
+    example names first) never collide with a test's."""
+    taken = set(read_yaml((root / "params.yaml").read_text())["train"])
+    taken |= {p.stem for p in (root / "src/jaxpipe/models").glob("*.py")}
+    return next(n for n in (name, *(f"{name}_{i}" for i in range(2, 100))) if n not in taken)
 
 
 def texts(root: Path) -> dict[str, str]:
@@ -37,28 +44,55 @@ def texts(root: Path) -> dict[str, str]:
 def test_a_new_model_is_a_copy_beside_its_original_and_nothing_else_changes(
         project: Path) -> None:
     before = {name: read_yaml(text) for name, text in texts(project).items()}
-    new_model(project, "logreg_strong", "logreg_mobile")
+    new = unused(project, "logreg_strong")
+    new_model(project, new, "logreg_mobile")
     after = {name: read_yaml(text) for name, text in texts(project).items()}
     for name in ("params.yaml", "environment.yaml"):
         for section in ("train", "evaluate"):
-            assert after[name][section]["logreg_strong"] == before[name][section]["logreg_mobile"]
-            del after[name][section]["logreg_strong"]
+            assert after[name][section][new] == before[name][section]["logreg_mobile"]
+            del after[name][section][new]
         assert after[name] == before[name]  # every other entry as it was
     items = after["dvc.yaml"]["stages"]["train"]["foreach"]
-    assert items["logreg_strong"] == items.pop("logreg_mobile") == items.pop("logreg_strong")
-    assert "metrics/logreg_strong.json" in after["dvc.yaml"]["metrics"]
-    assert after["dvc.yaml"]["artifacts"]["logreg-strong"]["path"] == (
-        "data/models/logreg_strong.safetensors")
+    assert items[new] == items.pop("logreg_mobile") == items.pop(new)
+    assert f"metrics/{new}.json" in after["dvc.yaml"]["metrics"]
+    artifact = new.replace("_", "-")
+    assert after["dvc.yaml"]["artifacts"][artifact]["path"] == f"data/models/{new}.safetensors"
     plots = {next(iter(p)): next(iter(p.values())) for p in after["dvc.yaml"]["plots"]}
-    assert plots["Confusion matrix (logreg_strong)"]["y"] == {
-        "plots/logreg_strong/eval/predictions.csv": "predicted"}
-    assert "plots/logreg_strong/eval/roc.csv" in plots["ROC curve (binary models)"]["y"]
-    assert stage_items(project / "dvc.yaml")["evaluate"]["logreg_strong"]  # evaluate shares it
+    assert plots[f"Confusion matrix ({new})"]["y"] == {
+        f"plots/{new}/eval/predictions.csv": "predicted"}
+    assert f"plots/{new}/eval/roc.csv" in plots["ROC curve (binary models)"]["y"]
+    assert stage_items(project / "dvc.yaml")["evaluate"][new]  # evaluate shares it
+
+
+def test_the_new_artifact_is_described_by_its_family_and_data_not_the_originals_numbers(
+        project: Path) -> None:
+    """The original's desc ("... (λ = 0.1) ...") goes stale once the copy's l2 changes."""
+    new = unused(project, "logreg_strong")
+    before = read_yaml((project / "dvc.yaml").read_text())
+    new_model(project, new, "logreg_mobile")
+    after = read_yaml((project / "dvc.yaml").read_text())
+    kind = read_yaml((project / "params.yaml").read_text())["train"]["logreg_mobile"]["kind"]
+    data = before["stages"]["train"]["foreach"]["logreg_mobile"]["data"]
+    assert after["artifacts"][new.replace("_", "-")]["desc"] == (
+        f"A {kind} model on {data} (its values in params.yaml train.{new}; describe it here)")
+    assert after["artifacts"]["logreg-mobile"] == before["artifacts"]["logreg-mobile"]
+
+
+def test_the_next_step_names_the_values_to_edit_and_what_dvc_status_will_show(
+        project: Path) -> None:
+    new = unused(project, "logreg_strong")
+    new_model(project, new, "logreg_mobile")
+    keys = list(read_yaml((project / "params.yaml").read_text())["train"][new])
+    hint = next_steps(project, new)
+    assert hint.startswith(f"next: edit params.yaml train.{new} ({', '.join(keys[:6])}")
+    assert f"then `dvc repro` runs train@{new} and evaluate@{new} only;" in hint
+    assert hint.endswith("'modified: stages/train.py, src/...': they have never run, no code "
+                         "changed")
 
 
 def test_the_files_change_only_by_added_lines(project: Path) -> None:
     before = texts(project)
-    new_model(project, "cnn_small", "cnn_mnist")
+    new_model(project, unused(project, "cnn_small"), "cnn_mnist")
     for name, text in texts(project).items():
         old, new = before[name].splitlines(), text.splitlines()
         left = iter(new)
@@ -127,30 +161,32 @@ def test_a_team_adds_a_model_and_a_family_and_only_their_stages_run(
     shutil.copytree(pipeline.root, ws, symlinks=True)
     assert _out_of_date(ws, pipeline.mirror) == set()
 
-    made = _run(ws, "-m", "jaxpipe.cli", "new", "model", "logreg_strong", "--like",
-                "logreg_mobile")
+    model, family = unused(ws, "logreg_strong"), unused(ws, "ridge_demo")
+    mate = unused(ws, "ridge_mobile")
+    made = _run(ws, "-m", "jaxpipe.cli", "new", "model", model, "--like", "logreg_mobile")
     assert made.returncode == 0, made.stderr
-    assert _out_of_date(ws, pipeline.mirror) == {"train@logreg_strong",
-                                                 "evaluate@logreg_strong"}
+    assert _out_of_date(ws, pipeline.mirror) == {f"train@{model}", f"evaluate@{model}"}
     ran = ran_stages(dvc(ws, "repro", mirror=pipeline.mirror).stdout)
-    assert sorted(ran) == ["evaluate@logreg_strong", "train@logreg_strong"]
+    assert sorted(ran) == [f"evaluate@{model}", f"train@{model}"]
 
-    for args in (["new", "family", "ridge_demo"],
-                 ["new", "model", "ridge_mobile", "--like", "logreg_mobile", "--kind",
-                  "ridge_demo"]):
+    for args in (["new", "family", family],
+                 ["new", "model", mate, "--like", "logreg_mobile", "--kind", family]):
         made = _run(ws, "-m", "jaxpipe.cli", *args)
         assert made.returncode == 0, made.stderr
-    assert _out_of_date(ws, pipeline.mirror) == {"train@ridge_mobile", "evaluate@ridge_mobile"}
+    assert _out_of_date(ws, pipeline.mirror) == {f"train@{mate}", f"evaluate@{mate}"}
     ran = ran_stages(dvc(ws, "repro", mirror=pipeline.mirror).stdout)
-    assert sorted(ran) == ["evaluate@ridge_mobile", "train@ridge_mobile"]
-    metrics = json.loads((ws / "metrics/ridge_mobile.json").read_text())
+    assert sorted(ran) == [f"evaluate@{mate}", f"train@{mate}"]
+    metrics = json.loads((ws / f"metrics/{mate}.json").read_text())
     assert metrics["accuracy"] > 0.8
 
     deps = _run(ws, "-m", "jaxpipe.tools.deps", "--root", str(ws))
     assert deps.returncode == 0, deps.stderr
-    # the tests about every stage and every model follow the pipeline there
+    # committed, as a team does: the tests about every stage and every model follow the
+    # pipeline there (their copies are of the committed files)
+    git(ws, "add", "-A")
+    git(ws, "commit", "-q", "-m", f"{model} and {mate}")
     tests = _run(ws, "-m", "pytest", "-n", "0", "-q", "-p", "no:cacheprovider", "-m", "not e2e",
-                 "tests/test_family_ridge_demo.py", "tests/test_dependencies.py",
+                 f"tests/test_family_{family}.py", "tests/test_dependencies.py",
                  "tests/test_preflight.py", "tests/test_env.py",
                  "tests/test_plot_templates.py", "tests/test_models.py")
     assert tests.returncode == 0, tests.stdout[-3000:]

@@ -105,9 +105,8 @@ def cmd_new(args: argparse.Namespace) -> None:
             raise JaxpipeError("jaxpipe new model: --like EXISTING is needed (the model whose "
                                "data, evaluation and plots the new one shares)")
         written = scaffold.new_model(args.root, args.name, args.like, args.kind)
-        log.info("model %s added (%s); next: edit params.yaml train.%s, then `dvc repro` "
-                 "runs train@%s and evaluate@%s only", args.name,
-                 ", ".join(p.name for p in written), args.name, args.name, args.name)
+        log.info("model %s added (%s); %s", args.name, ", ".join(p.name for p in written),
+                 scaffold.next_steps(args.root, args.name))
     else:
         if args.like or args.kind:
             raise JaxpipeError("jaxpipe new family: takes a NAME only")

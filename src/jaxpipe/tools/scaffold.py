@@ -62,10 +62,10 @@ def _rename(text: str, old: str, new: str) -> str:
                   _dashed(new), text)
 
 
-def _dvc_yaml(text: str, name: str, like: str, code: str | None = None
+def _dvc_yaml(text: str, name: str, like: str, desc: str, code: str | None = None
               ) -> tuple[str, Callable[[dict], None]]:
-    """dvc.yaml with ``name`` added beside ``like``, and the change as a function on the
-    parsed file (to check the text against)."""
+    """dvc.yaml with ``name`` added beside ``like`` (its artifact described by ``desc``),
+    and the change as a function on the parsed file (to check the text against)."""
     lines = text.splitlines(keepends=True)
     doc = roundtrip_yaml().load(text)
     items = doc["stages"]["train"]["foreach"]
@@ -99,8 +99,8 @@ def _dvc_yaml(text: str, name: str, like: str, code: str | None = None
             at, col = doc["artifacts"].lc.key(key)
             stop = _block_end(lines, at, col)
             copied = [_rename(t, like, name) for t in lines[at:stop]]
-            copied = [re.sub(r"(desc: .*)$", rf"\1 (a copy of {like}, to change)", t.rstrip("\n"))
-                      + "\n" for t in copied]
+            copied = [re.sub(r"(desc: ).*$", lambda m: m[1] + desc, t.rstrip("\n")) + "\n"
+                      for t in copied]
             inserts.append((stop, copied))
     for at, new in sorted(inserts, key=lambda x: x[0], reverse=True):
         lines[at:at] = new
@@ -129,7 +129,7 @@ def _dvc_yaml(text: str, name: str, like: str, code: str | None = None
             if isinstance(art, dict) and art.get("path") == f"data/models/{like}.safetensors":
                 parsed["artifacts"][_dashed(name)] = {
                     **art, "path": f"data/models/{name}.safetensors",
-                    "desc": _rename(art["desc"], like, name) + f" (a copy of {like}, to change)"}
+                    "desc": desc}
 
     return "".join(lines), meant
 
@@ -149,6 +149,23 @@ def _checked(path: Path, old: str, new: str, meant: Callable[[dict], None]) -> s
         raise JaxpipeError(f"{path}: could not add the new entries without changing others "
                            "(an unusual layout?); nothing was written")
     return new
+
+
+def describe(name: str, kind: str, data: str | None) -> str:
+    """The new artifact's ``desc``: its family and data, and where its values live (never
+    numbers copied from another model's description: they would go stale)."""
+    on = f" on {data}" if data else ""
+    return f"A {kind} model{on} (its values in params.yaml train.{name}; describe it here)"
+
+
+def next_steps(root: Path, name: str) -> str:
+    """What to do after ``jaxpipe new model``, and what ``dvc status`` shows meanwhile."""
+    values = list((read_yaml((root / "params.yaml").read_text())["train"] or {})[name])
+    shown = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
+    return (f"next: edit params.yaml train.{name} ({shown}) and its artifact's desc in "
+            f"dvc.yaml, then `dvc repro` runs train@{name} and evaluate@{name} only; until "
+            "then `dvc status` lists those two stages as 'modified: stages/train.py, src/...': "
+            "they have never run, no code changed")
 
 
 def new_model(root: Path, name: str, like: str, kind: str | None = None) -> list[Path]:
@@ -174,7 +191,8 @@ def new_model(root: Path, name: str, like: str, kind: str | None = None) -> list
     like_kind = params["train"][like].get("kind")
     if kind is not None and kind != like_kind:
         code = _family_code(root, kind, like, like_kind)
-    new_dvc, meant_dvc = _dvc_yaml(dvc_text, name, like, code)
+    desc = describe(name, kind or like_kind, models[like].get("data"))
+    new_dvc, meant_dvc = _dvc_yaml(dvc_text, name, like, desc, code)
     writes = {dvc_path: _checked(dvc_path, dvc_text, new_dvc, meant_dvc)}
     writes[params_path] = _with_sections(params_text, name, like, ("train", "evaluate"))
     if code is not None:
