@@ -343,6 +343,17 @@ def walk(doc: str, headings: list[str], ws: Path, env: Mapping[str, str],
     return "\n".join(out)
 
 
+def test_every_width_figure_is_dated_or_checked_by_a_test() -> None:
+    """A terminal width quoted in the docs (`N columns`, `N characters`) goes stale as the
+    pipeline grows: its paragraph says when it was measured (a date) or which test checks
+    it."""
+    for doc in DOCS:
+        for paragraph in doc.read_text().split("\n\n"):
+            for figure in re.findall(r"\b\d[\d,]* (?:columns|characters)\b", paragraph):
+                assert re.search(r"\b20\d\d-\d\d-\d\d\b", paragraph) or (
+                    "tests/test_" in paragraph), (doc.name, figure)
+
+
 def test_check_and_env_commands(tmp_path: Path) -> None:
     """In a copy of what the two commands read: code, stages, params, schemas, records."""
     ws = committed_copy(ROOT, tmp_path / "ws", "src", "stages", "schemas", ".dvc", "dvc.yaml",

@@ -48,22 +48,57 @@ def cmd_plots(args: argparse.Namespace) -> None:
     log.info("%d plots written to %s", len(written), args.out)
 
 
+def _output(*command: str) -> str:
+    """What a ``dvc`` or ``git`` command prints; its last line as the error if it fails."""
+    found = shutil.which(command[0])
+    if found is None:
+        raise JaxpipeError(f"{command[0]}: not found on PATH (activate the project's virtual "
+                           "environment)")
+    proc = subprocess.run([found, *command[1:]], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        raise JaxpipeError(f"{' '.join(command[:4])} failed: {lines[-1]}")
+    return proc.stdout
+
+
+def _commits(names: list[str]) -> dict[str, str]:
+    """Each name (a branch, tag or commit) by the commit it names, in order, once each."""
+    found: dict[str, str] = {}
+    for name in names:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise JaxpipeError(f"{name}: not a commit of this repository (a branch, tag or "
+                               "commit: `git log --oneline` lists them)")
+        found.setdefault(proc.stdout.strip(), name)
+    return found
+
+
 def cmd_exp(args: argparse.Namespace) -> None:
     import sys
 
-    from jaxpipe.compare import render, rows_from_json
+    from jaxpipe.compare import baselines_from_list, groups_from_json, local_params_note, render
 
-    dvc_bin = shutil.which("dvc")
-    if dvc_bin is None:
-        raise JaxpipeError("dvc: not found on PATH (activate the project's virtual environment)")
-    proc = subprocess.run([dvc_bin, "exp", "show", "--json"], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
-        raise JaxpipeError(f"dvc exp show --json failed: {lines[-1]}")
+    listing = baselines_from_list(_output("dvc", "exp", "list", "--all-commits"))
+    asked = ["HEAD", *listing] if args.all_commits else (args.rev or ["HEAD"])
+    shown = _commits(asked)
+    text = _output("dvc", "exp", "show", "--json", *(f"--rev={sha}" for sha in shown))
     width = args.width or shutil.get_terminal_size((120, 24)).columns
-    baseline, experiments = rows_from_json(proc.stdout)
-    sys.stdout.write("".join(f"{line}\n" for line in render(baseline, experiments, width)))
+    lines: list[str] = []
+    for baseline, experiments in groups_from_json(text):
+        lines += [""] * bool(lines) + render(baseline, experiments, width)
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+    note = local_params_note(text)
+    if note:
+        log.info("%s", note)
+    others = _commits(list(listing)) if listing else {}
+    hidden = {sha: name for sha, name in others.items() if sha not in shown}
+    if hidden:
+        log.info("%d more experiment(s) on %d other commit(s) (%s): `jaxpipe exp -A` shows "
+                 "every commit's, `jaxpipe exp --rev COMMIT` one's",
+                 sum(listing[name] for name in hidden.values()), len(hidden),
+                 ", ".join(hidden.values()))
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -136,6 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     plots.set_defaults(func=cmd_plots)
     exp = sub.add_parser("exp", help="experiments side by side: changed params and metrics")
     exp.add_argument("--width", type=int, help="columns (default: the terminal's)")
+    exp.add_argument("-A", "--all-commits", action="store_true",
+                     help="the experiments of every commit, a table per commit")
+    exp.add_argument("--rev", action="append", metavar="COMMIT",
+                     help="the experiments of COMMIT (a branch, tag or commit; repeatable) "
+                          "instead of HEAD's")
     exp.set_defaults(func=cmd_exp)
     check = sub.add_parser("check", help="validate params, schemas and the mirror; run nothing")
     check.add_argument("--params", type=Path, default=Path("params.yaml"))

@@ -1,10 +1,10 @@
 """``jaxpipe exp``: experiments side by side in a terminal's width.
 
-One row per experiment of the current commit (and the baseline, the commit itself): its
-name, the params it changed against the baseline, and the headline metrics of each model
-whose metrics differ in any row. ``dvc exp show`` gives one column per param and metric of
-every file (thousands of columns here); this reads the same data (``dvc exp show --json``)
-and prints only what differs.
+One row per experiment of a baseline commit (the current one, or those asked for) and one
+for the baseline itself: its name, the params it changed against the baseline, and the
+headline metrics of each model whose metrics differ in any row; a table per baseline.
+``dvc exp show`` gives one column per param and metric of every file (thousands of columns
+here); this reads the same data (``dvc exp show --json``) and prints only what differs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from jaxpipe.core.errors import JaxpipeError
 
 PARAMS_FILE = "params.yaml"
+LOCAL_FILE = "params.local.yaml"  # overrides: a local mirror's checksums (jaxpipe-mirror)
 SHORT = {"accuracy": "acc", "log_loss": "loss", "roc_auc": "auc", "rmse": "rmse", "r2": "r2"}
 NAME_WIDTH = 18
 
@@ -49,22 +50,62 @@ def _row(name: str, data: Mapping[str, Any] | None) -> Row:
     return Row(name, dict(_flatten(params)), metrics)
 
 
-def rows_from_json(text: str) -> tuple[Row, list[Row]]:
-    """The baseline and its experiments from ``dvc exp show --json``."""
+def groups_from_json(text: str) -> list[tuple[Row, list[Row]]]:
+    """Each baseline commit of ``dvc exp show --json`` (the workspace left out) and its
+    experiments: the first commit always, the others when they have experiments."""
     try:
         commits = json.loads(text)
     except json.JSONDecodeError as exc:
         raise JaxpipeError(f"dvc exp show --json: not JSON ({exc.msg})") from None
-    base = next((c for c in commits if c.get("rev") != "workspace"), None)
-    if base is None:
+    groups = []
+    for base in (c for c in commits if c.get("rev") != "workspace"):
+        experiments = [_row(rev.get("name") or exp.get("name") or str(rev["rev"])[:7],
+                            rev.get("data"))
+                       for exp in base.get("experiments") or [] for rev in exp.get("revs") or []]
+        if experiments or not groups:
+            groups.append((_row(base.get("name") or str(base["rev"])[:7], base.get("data")),
+                           experiments))
+    if not groups:
         raise JaxpipeError("no commit to compare with: commit params.yaml and dvc.lock first")
-    baseline = _row(base.get("name") or str(base["rev"])[:7], base.get("data"))
-    experiments = []
-    for exp in base.get("experiments") or []:
-        for rev in exp.get("revs") or []:
-            experiments.append(_row(rev.get("name") or exp.get("name") or str(rev["rev"])[:7],
-                                    rev.get("data")))
-    return baseline, experiments
+    return groups
+
+
+def rows_from_json(text: str) -> tuple[Row, list[Row]]:
+    """The (first) baseline and its experiments from ``dvc exp show --json``."""
+    return groups_from_json(text)[0]
+
+
+def baselines_from_list(text: str) -> dict[str, int]:
+    """How many experiments each baseline has, from ``dvc exp list --all-commits``: a line
+    ``<baseline>:`` (a branch, tag or short commit), then an indented line per experiment."""
+    counts: dict[str, int] = {}
+    baseline = None
+    for line in text.splitlines():
+        if line.strip() and not line[0].isspace() and line.rstrip().endswith(":"):
+            baseline = line.rstrip()[:-1]
+            counts[baseline] = 0
+        elif line.strip() and baseline is not None:
+            counts[baseline] += 1
+    return counts
+
+
+def local_params_note(text: str) -> str | None:
+    """One line when experiments ran with other ``params.local.yaml`` overrides than their
+    baseline commit's (a mirror's checksums, written by jaxpipe-mirror): dvc exp show lists
+    them as changed params, though they only say which data files were verified."""
+    def local(data: Mapping[str, Any] | None) -> Any:
+        return (((data or {}).get("params") or {}).get(LOCAL_FILE) or {}).get("data") or {}
+
+    commits = [c for c in json.loads(text) if c.get("rev") != "workspace"]
+    differ = sum(local(rev.get("data")) != local(base.get("data"))
+                 for base in commits for exp in base.get("experiments") or []
+                 for rev in exp.get("revs") or [])
+    if not differ:
+        return None
+    return (f"{differ} experiment(s) ran with other {LOCAL_FILE} overrides than their "
+            "baseline commit (a mirror's checksums, from jaxpipe-mirror): they name the data "
+            "files verified, not a change to the experiment; `dvc exp show` lists them as "
+            f"{LOCAL_FILE}:download... columns (`--drop '{LOCAL_FILE}:'` hides them)")
 
 
 def _number(value: Any) -> str:
