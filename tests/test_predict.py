@@ -199,6 +199,21 @@ def test_out_dash_is_standard_output_and_no_out_prints_a_table(tmp_path: Path) -
     assert len({len(line) for line in table}) == 1  # aligned columns
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`--out - | head -2` (and the table into `head`): more than a pipe holds is written,
+    the reader leaves after two lines, and the command exits 0 without an error line."""
+    trained_logreg(tmp_path)
+    rows = np.random.default_rng(1).normal(size=(30_000, 2)) * 3
+    pd.DataFrame(rows, columns=["a", "b"]).to_csv(tmp_path / "big.csv", index=False)
+    for out in ("--out -", ""):
+        proc = subprocess.run(["bash", "-o", "pipefail", "-c",
+                               f"{sys.executable} -m jaxpipe.cli predict m.st big.csv {out} "
+                               "| head -2"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert len(proc.stdout.splitlines()) == 2 and "error" not in proc.stderr, proc.stderr
+
+
 def test_the_command_exits_2_with_one_line_on_a_mixed_folder(tmp_path: Path) -> None:
     cnn_model(tmp_path)
     (tmp_path / "mixed").mkdir()

@@ -9,12 +9,26 @@ import argparse
 import logging
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 
 log = logging.getLogger("jaxpipe")
+
+
+def _to_stdout(write: Callable[[], object]) -> None:
+    """Run ``write`` (to standard output) and flush; a reader that stops early (``| head``)
+    ends the command quietly, as it would any Unix filter's, with exit status 0."""
+    import os
+    import sys
+
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -25,9 +39,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     frame = predict_inputs(load_trained(args.model), args.input)
     if args.out is None:  # a person reads it: aligned columns
-        sys.stdout.write(as_table(frame))
+        _to_stdout(lambda: sys.stdout.write(as_table(frame)))
     elif args.out == "-":  # a pipe reads it: the CSV
-        write_csv(frame, sys.stdout)
+        _to_stdout(lambda: write_csv(frame, sys.stdout))
     else:
         write_csv(frame, Path(args.out))
         log.info("%d predictions written to %s", len(frame), args.out)
@@ -87,8 +101,7 @@ def cmd_exp(args: argparse.Namespace) -> None:
     lines: list[str] = []
     for baseline, experiments in groups_from_json(text):
         lines += [""] * bool(lines) + render(baseline, experiments, width)
-    sys.stdout.write("".join(f"{line}\n" for line in lines))
-    sys.stdout.flush()
+    _to_stdout(lambda: sys.stdout.write("".join(f"{line}\n" for line in lines)))
     note = local_params_note(text)
     if note:
         log.info("%s", note)
