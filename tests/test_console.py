@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -36,6 +35,7 @@ from jaxpipe.core.console import (
     setup_logging,
 )
 from jaxpipe.core.errors import ConfigError, JaxpipeError
+from jaxpipe.tools.workspace import committed_copy
 
 STAGE = """
 import sys, time
@@ -369,8 +369,7 @@ def test_a_params_typo_under_dvc_repro_says_dvc_checkout_restores_the_output(
     """The real dvc removes a stage's output before running it; the stage's one line then
     says how to get it back, and the command it names does."""
     root = Path(__file__).parents[1]
-    shutil.copy(root / "params.yaml", tmp_path)
-    shutil.copy(root / "environment.yaml", tmp_path)  # the stage's recorded software
+    committed_copy(root, tmp_path, "params.yaml", "environment.yaml")  # its software, recorded
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  generate:\n    foreach: [xor]\n    do:\n"
         f"      cmd: {sys.executable} {root / 'stages/generate.py'} ${{item}} --out xor.parquet\n"
