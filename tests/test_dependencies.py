@@ -112,7 +112,8 @@ def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
     stages = len(dvc_stages(ROOT))
     assert capsys.readouterr().out == (f"all {stages} stages declare exactly the code they "
                                        "import and the packages it imports\n")
-    root = _copy_project(tmp_path)
+    root = _copy_project(tmp_path)  # as committed: its own count of stages
+    stages = len(dvc_stages(root))
     spec = root / "dvc.yaml"
     spec.write_text(spec.read_text().replace("        - src/jaxpipe/data/http.py\n",
                                              "        - src/jaxpipe/evaluate.py\n"))
@@ -151,8 +152,9 @@ def test_a_file_tracked_with_dvc_add_is_not_a_stage_to_check(tmp_path: Path) -> 
     """``dvc add`` makes a .dvc file, a stage to DVC with no name and no command: the
     checks read the pipeline's stages and leave it alone (they crashed on it)."""
     root = _copy_project(tmp_path)
+    before = [s.name for s in dvc_stages(root)]
     (root / "extra.csv").write_text("a,b\n1,2\n")
     subprocess.run(["dvc", "add", "-q", "extra.csv"], cwd=root, check=True)
     assert (root / "extra.csv.dvc").is_file()
-    assert [s.name for s in dvc_stages(root)] == [s.name for s in dvc_stages(ROOT)]
+    assert [s.name for s in dvc_stages(root)] == before
     assert not [r for r in check_project(root) if r.missing or r.extra]

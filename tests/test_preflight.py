@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import md5, params_yaml, write_fake_mirror
+from helpers import md5, write_fake_mirror
 from test_hostile import set_param
 
 from jaxpipe.core.config import read_yaml_file
@@ -35,10 +35,11 @@ def run_check(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_the_project_as_committed_passes(tmp_path: Path) -> None:
     started = time.perf_counter()
-    proc = run_check(project(tmp_path))
+    root = project(tmp_path)
+    proc = run_check(root)
     assert proc.returncode == 0, proc.stderr
-    entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
-    stages = len(stage_names(ROOT / "dvc.yaml"))
+    entries = sum(len(v) for v in stage_items(root / "dvc.yaml").values())
+    stages = len(stage_names(root / "dvc.yaml"))
     assert f"ok: {stages} stages of dvc.yaml: the params of the {entries} that take params" \
         in proc.stderr
     assert time.perf_counter() - started < 60  # generous on a loaded CI machine; ~3 s quiet
@@ -99,10 +100,11 @@ def test_preflight_names_a_params_file_it_cannot_read(tmp_path: Path) -> None:
 
 
 def test_preflight_names_the_file_and_key_of_a_bad_prepare_value(tmp_path: Path) -> None:
-    text = (ROOT / "params.yaml").read_text().replace("    test_size: 0.2\n    seed: 42\n",
-                                                      "    test_size: 3\n    seed: 42\n", 1)
-    path = params_yaml(tmp_path, text)
-    problems = check_params(path, None, stage_items(ROOT / "dvc.yaml"))
+    root = project(tmp_path)  # params.yaml and dvc.yaml as committed, read together
+    path = root / "params.yaml"
+    path.write_text(path.read_text().replace("    test_size: 0.2\n    seed: 42\n",
+                                             "    test_size: 3\n    seed: 42\n", 1))
+    problems = check_params(path, None, stage_items(root / "dvc.yaml"))
     assert problems == [f"{path}:prepare.mobile_binary.test_size: must be in [0, 1)"]
 
 
