@@ -127,6 +127,10 @@ BUGS = [
         "held = len(labels) * (int(np.prod(IMAGE_SHAPE)) + 4)",
         (T + "test_stream.py::test_the_budget_holds_float32_images_on_each_local_device_up_to"
          "_its_edge",)),
+    Bug("budget-window", "the streaming window sized in decimal MB, not the budget's MiB",
+        "models/cnn/__init__.py", "int(cfg.memory_budget_mb * MB)",
+        "int(cfg.memory_budget_mb * 1e6)",
+        (T + "test_stream.py::test_a_streamed_run_reads_windows_sized_by_its_budget",)),
 ]
 
 

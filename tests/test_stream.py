@@ -109,3 +109,17 @@ def test_the_budget_holds_float32_images_on_each_local_device_up_to_its_edge(
         return isinstance(cnn._source(cfg, data, devices), stream.ImageRows)
 
     assert [streams(size + 1), streams(size), streams(size - 1)] == [False, False, True]
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.5])
+def test_a_streamed_run_reads_windows_sized_by_its_budget(tmp_path: Path, budget: float) -> None:
+    """The budget also sizes the streaming window: two windows of raw (uint8) rows of this
+    process's share of a batch fit ``memory_budget_mb`` MiB."""
+    from jaxpipe.models.cnn import mesh
+
+    data = load_dataset(write_images(tmp_path, n_train=256))
+    cfg = cnn.Config(batch_size=32, memory_budget_mb=budget)
+    grid = mesh.data_mesh(1)
+    runner = cnn._runner(cfg, grid, cnn._read(cfg, data, 1), ())
+    assert isinstance(runner, loop.Streamed)
+    assert runner.window == int(budget * (1 << 20)) // (2 * 32 * 28 * 28)  # 2 and 10
