@@ -77,12 +77,13 @@ def test_the_help_says_what_each_command_does(capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize(("command", "lines"), [
-    ("predict", ["usage: jaxpipe predict [-h] --out OUT model input [input ...]",
+    ("predict", ["usage: jaxpipe predict [-h] [--out CSV] model input [input ...]",
                  "  model       model file (data/models/<model>.safetensors)",
-                 "  input       CSV or Parquet tables; for the CNN: PNG files (28x28, 8-bit "
-                 "grayscale, light digit on black), folders of them, IDX files or a Parquet "
-                 "image column",
-                 "  --out OUT   CSV of predictions to write"]),
+                 "  input       CSV or Parquet tables; for the CNN: PNG files (28x28, a light "
+                 "digit on black; colour is read as its luminance), folders of them, IDX files "
+                 "or a Parquet image column",
+                 "  --out CSV   write the predictions as CSV to this file, or to standard "
+                 "output with '-' (default: an aligned table on standard output)"]),
     ("plots", ["usage: jaxpipe plots [-h] [--out OUT] [--format {svg,png}] [--scale SCALE]",
                "  --scale SCALE       PNG pixels per CSS pixel (default 2)"]),
     ("check", ["usage: jaxpipe check [-h] [--params PARAMS] [--local LOCAL] "
@@ -126,12 +127,14 @@ def test_predict_writes_one_row_per_input_row(tmp_path: Path,
     assert written["predicted"].tolist() == [1, 1, 0]
 
 
-def test_predict_needs_its_output_and_names_a_bad_input(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]
-                                                        ) -> None:
+def test_predict_names_a_missing_or_bad_input(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     model = model_file(tmp_path)
-    assert fails(["predict", str(model), "x.csv"], capsys) == (
-        "jaxpipe predict: error: the following arguments are required: --out")
+    assert fails(["predict", str(model)], capsys) == (
+        "jaxpipe predict: error: the following arguments are required: input")
+    with pytest.raises(JaxpipeError, match=r"^x.csv: not found$"):
+        main(["predict", str(model), "x.csv"])
+    assert capsys.readouterr().out == ""  # no partial table
     pd.DataFrame({"a": [1.0]}).to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(JaxpipeError, match=r"new.csv: missing column 'b' \(the model needs 2"):
         main(["predict", str(model), str(tmp_path / "new.csv"), "--out", str(tmp_path / "o.csv")])
