@@ -165,3 +165,14 @@ def test_exp_shows_other_commits_on_request_and_says_when_it_hides_them(tmp_path
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == ["error: nope: not a commit of this repository (a "
                                         "branch, tag or commit: `git log --oneline` lists them)"]
+
+
+def test_exp_before_the_first_commit_says_what_to_commit(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    proc = subprocess.run([sys.executable, "-m", "jaxpipe.cli", "exp"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["error: no commit to compare with: commit params.yaml "
+                                        "and dvc.lock first (docs/experiments.md)"]

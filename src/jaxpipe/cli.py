@@ -71,7 +71,8 @@ def _output(*command: str) -> str:
     proc = subprocess.run([found, *command[1:]], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
-        raise JaxpipeError(f"{' '.join(command[:4])} failed: {lines[-1]}")
+        errors = [line for line in lines if line.startswith("ERROR")]  # not dvc's help footer
+        raise JaxpipeError(f"{' '.join(command[:4])} failed: {(errors or lines)[-1]}")
     return proc.stdout
 
 
@@ -93,6 +94,10 @@ def cmd_exp(args: argparse.Namespace) -> None:
 
     from jaxpipe.compare import baselines_from_list, groups_from_json, local_params_note, render
 
+    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True,
+                      check=False).returncode != 0:
+        raise JaxpipeError("no commit to compare with: commit params.yaml and dvc.lock first "
+                           "(docs/experiments.md)")
     listing = baselines_from_list(_output("dvc", "exp", "list", "--all-commits"))
     asked = ["HEAD", *listing] if args.all_commits else (args.rev or ["HEAD"])
     shown = _commits(asked)
