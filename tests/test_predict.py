@@ -18,7 +18,7 @@ from jaxpipe.data.idx import read_idx, write_idx
 from jaxpipe.data.inputs import Inputs
 from jaxpipe.data.prepare import PrepareConfig, select, split
 from jaxpipe.models import Fit, cnn
-from jaxpipe.predict import predict, predict_file, read_pngs
+from jaxpipe.predict import predict, predict_file
 
 SCALER = {"features": ["a", "b"], "mean": [10.0, -5.0], "scale": [2.0, 4.0], "target": "y",
           "stored": "scaled"}
@@ -144,35 +144,6 @@ def test_images_of_another_size_or_colour_are_named_in_one_line(tmp_path: Path) 
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_colour_images_are_read_by_luminance_with_one_note(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from PIL import Image
-
-    model = cnn_model(tmp_path)
-    rgb = np.zeros((28, 28, 3), np.uint8)
-    rgb[8:20, 10:18] = (200, 100, 50)  # an orange digit on black
-    (tmp_path / "c").mkdir()
-    Image.fromarray(rgb).save(tmp_path / "c" / "a.png")
-    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "c" / "b.png")
-    save_png(tmp_path / "c" / "g.png", digits(1)[0])
-    with caplog.at_level("WARNING", logger="jaxpipe.predict"):
-        images = read_pngs(sorted((tmp_path / "c").iterdir()))
-        assert caplog.messages == [
-            f"2 colour images (the first: {tmp_path / 'c' / 'a.png'}, RGB): read as grayscale "
-            "by luminance, L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2, as Pillow's "
-            "convert('L'))"]
-        caplog.clear()
-        read_pngs([tmp_path / "c" / "g.png"])
-        assert caplog.messages == []  # grayscale: no note
-    luminance = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
-    assert images[0, 10, 12] == luminance and images[0, 0, 0] == 0
-    assert abs(int(images[1, 10, 12]) - luminance) <= 2  # the palette's nearest orange
-    one = read_pngs([tmp_path / "c" / "a.png"])
-    assert one.shape == (1, 28, 28)
-    assert f"{tmp_path / 'c' / 'a.png'} is a colour image (RGB): read as" in caplog.messages[-1]
-    assert predict(model, images)["predicted"].between(0, 9).all()
-
-
 def test_out_dash_is_standard_output_and_no_out_prints_a_table(tmp_path: Path) -> None:
     trained_logreg(tmp_path)
     pd.DataFrame({"a": [10.0, 14.0, 6.0], "b": [-5.0, 3.0, -13.0]}).to_csv(
@@ -246,10 +217,6 @@ def test_inverted_or_prescaled_images_get_a_warning(tmp_path: Path,
         f"{tmp_path / 'inv.idx'}: 3 of 4 images have a light background (a dark digit on "
         "white?); the model was trained on light digits on black, so expect wrong answers: "
         "invert them (255 - pixel) first"]
-    from jaxpipe.predict import unlike_training
-
-    assert "every pixel is in [0, 1]" in unlike_training(images / 255.0, "scaled")
-    assert unlike_training(images, "raw") is None
 
 
 @pytest.mark.e2e
