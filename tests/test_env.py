@@ -181,6 +181,24 @@ def test_a_record_one_patch_release_apart_is_refused_like_any_other(
         environment.guard_stage()
 
 
+def test_a_record_of_another_python_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The python fact, like the packages, compared whole: on 3.11, 3.10 and 3.12 refuse,
+    and so do 3.1 (a prefix), 3 and 3.11.7."""
+    here = environment.python_version()
+    major, minor = here.split(".")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_STAGE", "prepare@xor")
+    write_entry(tmp_path, "prepare@xor", {"python": here})
+    environment.guard_stage()
+    for recorded in (f"{major}.{int(minor) - 1}", f"{major}.{int(minor) + 1}", here[:-1],
+                     major, f"{here}.7"):
+        write_entry(tmp_path, "prepare@xor", {"python": recorded})
+        with pytest.raises(JaxpipeError, match=rf"^prepare@xor: python is {here} here, the "
+                                               rf"record says {re.escape(recorded)} \("):
+            environment.guard_stage()
+
+
 def test_outside_dvc_nothing_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                         ) -> None:
     monkeypatch.delenv("DVC_STAGE", raising=False)
