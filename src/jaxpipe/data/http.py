@@ -65,13 +65,25 @@ def fetch_url(url: str, dest: Path, spec: FileSpec, timeout: float, deadline: fl
     log.info("%s: %d bytes from %s (%.1f MB/s)", spec.name, received, shown, rate)
 
 
+_SECRETS: set[str] = set()  # values a URL took from the environment (``${NAME}``)
+
+
+def keep_secret(value: str) -> None:
+    """Mask ``value`` (4 characters or more) in every line ``redact`` returns from now on."""
+    if len(value) >= 4:
+        _SECRETS.add(value)
+
+
 SECRET_QUERY = re.compile(r"(?i)([?&](?:[^=&]*(?:token|key|sig|signature|secret|password|"
                           r"auth|credential)[^=&]*)=)[^&#]*")
 
 
 def redact(text: str, url: str | None = None) -> str:
     """``text`` without credentials: a URL's user and password, secret-looking query values
-    (``?token=...``, ``X-Amz-Signature=...``) and anything after ``Bearer``/``Basic``."""
+    (``?token=...``, ``X-Amz-Signature=...``), anything after ``Bearer``/``Basic``, and
+    every value a URL took from the environment, wherever it stands."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
     if url:
         parts = urllib.parse.urlsplit(url)
         for secret in (parts.password, parts.username):

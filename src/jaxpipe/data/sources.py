@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,21 @@ MIRROR_ENV = "JAXPIPE_MIRROR"
 
 class MirrorMismatch(DownloadError):
     """The local mirror holds the file, but not the one params.yaml describes."""
+
+
+def expand_url(url: str, where: str) -> str:
+    """``url`` with each ``${NAME}`` replaced by environment variable NAME: a signed URL's
+    secret comes from the environment, so params.yaml and dvc.lock (which records the
+    params) keep only its name. One line naming the variable if it is not set."""
+    def value(found: re.Match) -> str:
+        name = found[1]
+        if name not in os.environ:
+            raise DownloadError(f"{where}.urls: {http.redact(url)} needs ${{{name}}}, which "
+                                "is not set in the environment")
+        http.keep_secret(os.environ[name])
+        return os.environ[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, url)
 
 
 def mirror_from_env() -> Path | None:
@@ -94,8 +110,9 @@ def download(cfg: DownloadConfig, out_dir: Path, mirror: Path | None,
             pending[key] = (spec, refused)
     if pending and cfg.kaggle_dataset:
         return served | _from_kaggle(cfg, [s for s, _ in pending.values()], out_dir, mirror)
+    urls = [expand_url(url, where) for url in cfg.urls] if pending else []
     for key, (spec, refused) in pending.items():
-        base, failures = http.fetch_first(cfg.urls, spec, out_dir / spec.name, cfg.timeout_s,
+        base, failures = http.fetch_first(urls, spec, out_dir / spec.name, cfg.timeout_s,
                                           cfg.deadline_s, int(cfg.max_mb * 1e6))
         if base is None:
             raise DownloadError(_no_source_message(spec.name, failures, mirror, refused,
