@@ -106,6 +106,10 @@ BUGS = [
         '"%s: %d bytes from %s (%.1f MB/s)", spec.name, received, url,',
         (T + "test_http.py::test_a_signed_url_that_serves_keeps_its_token_out_of_every_line"
          "_and_file",)),
+    Bug("env-url-unmasked", "a URL's value from the environment not masked in the logs",
+        "data/sources.py", "http.keep_secret(os.environ[name])", "None",
+        (T + "test_http.py::test_a_value_a_url_takes_from_the_environment_is_masked_wherever"
+         "_it_stands",)),
     Bug("pace-gpu", "mesh.pace waits on GPUs instead of CPU devices", "models/cnn/mesh.py",
         'if len(local) > 1 and local[0].platform == "cpu":',
         'if len(local) > 1 and local[0].platform == "gpu":',

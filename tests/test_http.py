@@ -35,11 +35,13 @@ from helpers import (
     spec_of,
 )
 
+from jaxpipe.core.config import load_layered
 from jaxpipe.core.errors import DownloadError
 from jaxpipe.data import http as http_module
 from jaxpipe.data.http import fetch_first, fetch_url
 from jaxpipe.data.sources import download
-from jaxpipe.data.specs import FileSpec
+from jaxpipe.data.specs import DownloadConfig, FileSpec
+from jaxpipe.tools.workspace import committed_copy, dvc, git
 
 ROOT = Path(__file__).parents[1]
 
@@ -245,20 +247,25 @@ def test_no_credential_reaches_an_error_line_a_log_or_a_file(
 
 
 class _Signed(http.server.BaseHTTPRequestHandler):
-    """Serves BODY at ``/signed/<IMAGES>`` only with ``token=SECRET`` and ``sig=SECRET`` in its
-    query string, as a signed URL's server does; 403 otherwise."""
+    """Serves BODY at ``/signed/<IMAGES>`` (or, with ``root``, the files there) only with
+    ``token=SECRET`` and ``sig=SECRET`` in its query string, as a signed URL's server does;
+    403 otherwise."""
+
+    root: Path | None = None
 
     def do_GET(self) -> None:  # noqa: N802
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
-        if url.path != f"/signed/{IMAGES}" or query.get("token") != [SECRET] \
-                or query.get("sig") != [SECRET]:
+        name = url.path.removeprefix("/signed/")
+        path = self.root / name if self.root and "/" not in name else None
+        body = path.read_bytes() if path and path.is_file() else BODY if name == IMAGES else None
+        if body is None or query.get("token") != [SECRET] or query.get("sig") != [SECRET]:
             self.send_error(403)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(BODY)
+        self.wfile.write(body)
 
     def log_message(self, *args) -> None:
         pass
@@ -284,6 +291,60 @@ def test_a_signed_url_that_serves_keeps_its_token_out_of_every_line_and_file(
     assert SECRET not in proc.stdout + proc.stderr
     files = [f for f in tmp_path.rglob("*") if f.is_file() and f.name != "params.yaml"]
     assert files and all(SECRET.encode() not in f.read_bytes() for f in files)
+
+
+def test_a_token_from_the_environment_stays_out_of_dvc_lock_and_every_file(
+        tmp_path: Path, fake_mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``dvc repro download@mnist`` in a committed copy of the project, its URL's
+    secret written ``${NAME}`` in params.local.yaml: the lock records the name, no line or
+    file the value."""
+    ws = committed_copy(ROOT, tmp_path / "ws", "src", "stages", ".dvc", "dvc.yaml",
+                        "params.yaml", "environment.yaml")
+    folder = fake_mirror / "mnist"
+    files = {key: {"md5": md5(folder / name), "size": (folder / name).stat().st_size}
+             for key, name in _mnist_files(ws).items()}
+    monkeypatch.delenv("JAXPIPE_MIRROR", raising=False)
+    monkeypatch.setenv("JAXPIPE_TEST_TOKEN", SECRET)
+    with serving(type("Folder", (_Signed,), {"root": folder})) as base:
+        url = (f"{base}/signed/?token=${{JAXPIPE_TEST_TOKEN}}&sig=${{JAXPIPE_TEST_TOKEN}}"
+               "&v=${JAXPIPE_TEST_TOKEN}")  # v=: a name that does not look secret
+        (ws / "params.local.yaml").write_text(yaml.safe_dump(
+            {"download": {"mnist": {"urls": [url], "files": files}}}))
+        git(ws, "init", "-q")
+        git(ws, "add", "-A")
+        git(ws, "commit", "-q", "-m", "a signed mirror")
+        out = dvc(ws, "repro", "download@mnist")
+    assert "${JAXPIPE_TEST_TOKEN}" in (ws / "dvc.lock").read_text()
+    assert SECRET not in out.stdout + out.stderr
+    assert all(SECRET.encode() not in f.read_bytes() for f in ws.rglob("*") if f.is_file())
+    for key, name in _mnist_files(ws).items():
+        assert md5(ws / "data/raw/mnist" / name) == files[key]["md5"]
+    monkeypatch.delenv("JAXPIPE_TEST_TOKEN")
+    with pytest.raises(DownloadError) as err:
+        download(load_layered(DownloadConfig, ws / "params.yaml", ws / "params.local.yaml",
+                              "download", "mnist"), tmp_path / "out", None, "params.yaml:d")
+    assert str(err.value) == (
+        f"params.yaml:d.urls: {base}/signed/?token=***&sig=***&v=${{JAXPIPE_TEST_TOKEN}} needs "
+        "${JAXPIPE_TEST_TOKEN}, which is not set in the environment")
+
+
+def test_a_value_a_url_takes_from_the_environment_is_masked_wherever_it_stands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    monkeypatch.setenv("JAXPIPE_TEST_TOKEN", SECRET)
+    with serving(_Signed) as base, caplog.at_level(logging.DEBUG):
+        url = f"{base}/signed/?token=${{JAXPIPE_TEST_TOKEN}}&sig=${{JAXPIPE_TEST_TOKEN}}&v=" \
+              "${JAXPIPE_TEST_TOKEN}"
+        served = download(download_config([url], spec_of(BODY)), tmp_path, None, "p:d")
+    assert (tmp_path / IMAGES).read_bytes() == BODY
+    assert served == {IMAGES: f"{base}/signed/?token=***&sig=***&v=***"}
+    assert caplog.records and SECRET not in caplog.text
+
+
+def _mnist_files(ws: Path) -> dict[str, str]:
+    """download.mnist's files, by key: their names."""
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    return {key: spec["name"] for key, spec in params["download"]["mnist"]["files"].items()}
 
 
 def test_redact_removes_every_kind_of_credential() -> None:
