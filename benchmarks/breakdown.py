@@ -12,6 +12,10 @@ the PyTorch twin's step by operator (for benchmarks/run.py, or on its own).
   step's wall time that is not XLA executing (dispatch, waiting, Python).
 - ``torch_step``: the PyTorch twin's steps (best footing, ``benchmarks/cnn.py``) under
   ``torch.profiler``, each operator's own CPU time per step, in its own process.
+- ``keras_step``: the Keras twin's steps (``benchmarks/keras_ref.py step``, XLA off: oneDNN's
+  kernels) with ``ONEDNN_VERBOSE=1``: each oneDNN primitive's median time per call and calls
+  per step, to read beside ``jax_step``'s operations (each named with its HLO shape and the
+  JAX operation it comes from).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +37,7 @@ from pipeline import cnn_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "data" / "prepared" / "mnist"
-TOP = 12  # operations listed by name; the rest are summed into their kind
+TOP = 30  # operations listed by name; the rest are summed into their kind
 
 # XLA:CPU thunk names -> kind of work (first match wins). Read from the compiled step's HLO
 # (``jax.jit(...).lower(...).compile().as_text()``): the loop fusions compute the first
@@ -123,6 +129,11 @@ def profile_jax_step() -> dict:
         elif _is_op(name, thread):
             per_op[name] += e["dur"]
     ms = 1e-3 / n_batches  # microseconds in all -> milliseconds per step
+    # what each operation computes: its shape and the JAX operation it was lowered from
+    hlo = runner.step.lower(graphdef, tx, params, opt_state, *next(runner.steps(
+        loop.batch_order(cfg.seed, 3, len(train.y), cfg.batch_size)))).compile().as_text()
+    source = {m[1]: f"{m[2]} {m[3].removeprefix('jit(_indexed_step)/')}" for m in re.finditer(
+        r"^\s+%([\w.-]+) = (\S+) .*?op_name=\"([^\"]+)\"", hlo, re.M)}
     kinds: dict[str, float] = collections.defaultdict(float)
     for name, us in per_op.items():
         kinds[kind_of(name)] += us * ms
@@ -135,7 +146,32 @@ def profile_jax_step() -> dict:
             "op_cpu_ms": round(sum(per_op.values()) * ms, 3),  # summed over threads
             "by_kind_ms": {k: round(v, 3) for k, v in sorted(kinds.items(),
                                                               key=lambda kv: -kv[1])},
-            "top_ops_ms": {k: round(v * ms, 3) for k, v in top}}
+            "top_ops_ms": {k: round(v * ms, 3) for k, v in top},
+            "top_ops_source": {k: source.get(k, "") for k, _ in top}}
+
+
+def profile_keras_step(batches: int = 100) -> dict:
+    """The Keras twin's step (XLA off) with oneDNN's verbose log: per primitive (kind,
+    implementation, shapes), calls per step and the median milliseconds of a call, over 2
+    epochs of ``batches`` steps (the first epoch's calls, which create the primitives,
+    included: the median discards them)."""
+    proc = subprocess.run([sys.executable, "benchmarks/keras_ref.py", "step", "2", "0",
+                           str(batches * 64)], cwd=ROOT, capture_output=True, text=True,
+                          check=True, env={**os.environ, "ONEDNN_VERBOSE": "1"})
+    calls: dict[str, list[float]] = collections.defaultdict(list)
+    for line in proc.stdout.splitlines() + proc.stderr.splitlines():
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and len(fields) > 8 and fields[3] == "exec":
+            key = f"{fields[5]} {fields[7]} {fields[-2]} ({fields[6]})"
+            calls[key].append(float(fields[-1]))
+    steps = 2 * batches
+    rows = {k: {"calls_per_step": round(len(v) / steps, 2),
+                "median_ms": round(statistics.median(v), 3),
+                "ms_per_step": round(statistics.median(v) * len(v) / steps, 3)}
+            for k, v in calls.items()}
+    return {"steps": steps, "primitives": dict(sorted(rows.items(),
+                                                      key=lambda kv: -kv[1]["ms_per_step"])),
+            "onednn_ms_per_step": round(sum(r["ms_per_step"] for r in rows.values()), 3)}
 
 
 def profile_torch_step(steps: int) -> dict:
@@ -179,7 +215,7 @@ def profile_torch_step(steps: int) -> dict:
 def run(epochs: int, steps: int) -> dict:
     """All three profiles, each in its own process."""
     out = {"stage": profile_stage(epochs)}
-    for part in ("jax_step", "torch_step"):
+    for part in ("jax_step", "torch_step", "keras_step"):
         proc = subprocess.run([sys.executable, __file__, "--part", part, "--steps", str(steps)],
                               cwd=ROOT, check=True, capture_output=True, text=True)
         out[part] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -190,12 +226,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the stage profile")
     parser.add_argument("--steps", type=int, default=200, help="PyTorch steps profiled")
-    parser.add_argument("--part", choices=["jax_step", "torch_step"], help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=["jax_step", "torch_step", "keras_step"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part == "jax_step":
         result = profile_jax_step()
     elif args.part == "torch_step":
         result = profile_torch_step(args.steps)
+    elif args.part == "keras_step":
+        result = profile_keras_step()
     else:
         result = run(args.epochs, args.steps)
     sys.stdout.write(json.dumps(result, indent=None if args.part else 2) + "\n")

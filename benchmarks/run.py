@@ -53,6 +53,16 @@ from pipeline import (  # noqa: E402
 DATA = ROOT / "data"
 
 
+def cpu_model() -> dict:
+    """The CPU a run measured on (figures differ between machines: name it with them)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.processor() or platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith("flags")), []))
+    return {"cpu": name, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
+
+
 def timed(fn, *args, repeats: int = 3, **kwargs) -> tuple[float, object]:
     """Best wall time of ``repeats`` calls, and the last result."""
     best, out = np.inf, None
@@ -198,7 +208,10 @@ def table(results: dict) -> str:
                 f"{theirs['steady_images_per_s'] or 0:.0f} steady; process "
                 f"{ours['wall_s']:.1f} vs {theirs['wall_s']:.1f} s")
 
+    m = results["machine"]
     rows = [
+        ("CPU of this run", m["cpu"], f"AVX2 {m.get('avx2')}, AVX-512 {m.get('avx512f')}, "
+         f"{m['cores']} cores, Python {m['python']}"),
         stage_row(kb, f"Keras ({'XLA' if kb == 'keras_xla' else 'no XLA'}, the faster)"),
         stage_row("torch", "PyTorch eager"),
         stage_row("torch_compile", "torch.compile"),
@@ -284,8 +297,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (DATA / "prepared" / "mnist").is_dir():
         sys.exit("error: data/prepared/mnist not found: run `dvc repro` first")
-    results = {"machine": {"cpu": platform.processor() or platform.machine(),
-                           "cores": os.cpu_count(), "python": platform.python_version()}}
+    results = {"machine": {**cpu_model(), "cores": os.cpu_count(),
+                           "python": platform.python_version()}}
     for name, fn in (("cnn", lambda: bench_cnn(args.rounds, args.steps, args.accuracy)),
                      ("stage", lambda: bench_stage(args.stage_rounds, args.stage_epochs)),
                      ("logreg", bench_logreg), ("xor_linreg", bench_xor_linreg),

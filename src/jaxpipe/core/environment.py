@@ -25,6 +25,9 @@ from jaxpipe.core.errors import JaxpipeError
 
 FILE = "environment.yaml"
 RECORD = "jaxpipe env --record"
+# dvc.yaml's first stage, ``always_changed``: every ``dvc repro`` runs it, and it refuses while
+# an installed version differs from the record (``stages/check_environment.py``)
+CHECK_STAGE = "environment"
 _MACHINES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 _pending_backend: tuple[str, str] | None = None  # (stage, recorded backend) to confirm
 
@@ -104,6 +107,54 @@ def differences(entry: Mapping[str, Any], backend: str | None = None) -> list[st
         elif version != str(recorded):
             found.append(f"{dist} {version} is installed, the record says {recorded}")
     return found
+
+
+def recorded_entries(entries: Mapping[str, Any], prefix: str = "") -> dict[str, Mapping]:
+    """Every stage's entry in ``environment.yaml``'s tree, by stage name (``train@x``)."""
+    found: dict[str, Mapping] = {}
+    for key, value in entries.items():
+        name = f"{prefix}@{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and "python" in value:
+            found[name] = value
+        elif isinstance(value, Mapping) and not prefix:
+            found |= recorded_entries(value, name)
+    return found
+
+
+def check_all(path: Path) -> str | None:
+    """One line if this installation differs from any stage's entry in ``path``: the first
+    difference and the stages that record it (``dvc repro``'s first stage, so fast: libyaml's
+    parser, each distribution's version looked up once, no JAX)."""
+    from ruamel.yaml import YAML
+
+    try:
+        tree = YAML(typ="safe").load(path.read_text()) if path.exists() else None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is one line naming the file
+        raise JaxpipeError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(tree, Mapping):
+        raise JaxpipeError(f"{path}: no stage recorded: run `{RECORD}`")
+    facts: dict[str, str] = {"python": python_version(), "machine": machine()}
+    versions: dict[str, str | None] = {}
+    by_difference: dict[str, list[str]] = {}
+    for stage, entry in recorded_entries(tree).items():
+        found = [f"{f} is {facts[f]} here, the record says {entry[f]}" for f in facts
+                 if f in entry and str(entry[f]) != facts[f]]
+        for dist, recorded in (entry.get("packages") or {}).items():
+            if dist not in versions:
+                versions[dist] = installed(str(dist))
+            version = versions[dist]
+            if version is None:
+                found.append(f"{dist} is not installed, the record says {recorded}")
+            elif version != str(recorded):
+                found.append(f"{dist} {version} is installed, the record says {recorded}")
+        for phrase in found:
+            by_difference.setdefault(phrase, []).append(stage)
+    if not by_difference:
+        return None
+    found, stages = next(iter(by_difference.items()))
+    named = ", ".join(stages[:3]) + (f" and {len(stages) - 3} more" if len(stages) > 3 else "")
+    return (f"{found} ({FILE}: {named}){_more(list(by_difference))}: run `{RECORD}` to record "
+            "the installed environment, then `dvc repro` re-runs the stages it changes")
 
 
 def guard_stage() -> None:

@@ -12,7 +12,6 @@ Prints a short report; exits non-zero naming whatever differed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.tools.workspace import RunConfig, dvc, make_workspace, ran_stages, set_params
+from jaxpipe.tools.workspace import RunConfig, changed, dvc, make_workspace, ran_stages, set_params
 
 log = logging.getLogger("jaxpipe.tools.repro")
 
@@ -68,7 +67,7 @@ def check(ws: Path, mirror: Path | None, model: str, param: str, value: object,
     started = time.perf_counter()
     log.info("2. dvc repro again: no stage may run")
     again = ran_stages(dvc(ws, "repro", mirror=mirror).stdout)
-    status = json.loads(dvc(ws, "status", "--json").stdout or "{}")
+    status = changed(dvc(ws, "status", "--json").stdout)
     problems = [f"stage ran again: {s}" for s in again] + [f"not clean: {s}" for s in status]
     steps.append(Step("repro again runs nothing", not problems, time.perf_counter() - started,
                       "no stage ran, status clean" if not problems else "", problems))

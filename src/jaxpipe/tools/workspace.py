@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxpipe.core.config import read_yaml
+from jaxpipe.core.environment import CHECK_STAGE
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import apply_mirror
 
@@ -166,6 +168,15 @@ def dvc(cwd: Path, *args: str, mirror: Path | None = None, check: bool = True,
 
 
 def ran_stages(output: str) -> list[str]:
-    """Stage names that a ``dvc repro`` output says it ran."""
+    """Stage names that a ``dvc repro`` output says it ran, but for dvc.yaml's environment
+    check (``always_changed``: every ``dvc repro`` runs it, and it writes nothing)."""
     prefix = "Running stage '"
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith(prefix)]
+    return [name for line in output.splitlines() if line.startswith(prefix)
+            and (name := line.split("'")[1]) != CHECK_STAGE]
+
+
+def changed(status_json: str) -> dict[str, list]:
+    """The stages ``dvc status --json`` (its stdout) lists as out of date, but for those DVC
+    reports as only "always changed" (the environment check, on every call)."""
+    status = json.loads(status_json or "{}")
+    return {stage: why for stage, why in status.items() if why != ["always changed"]}

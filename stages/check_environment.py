@@ -1,0 +1,35 @@
+"""Stage environment, dvc.yaml's first (``always_changed``: every ``dvc repro`` runs it): refuse
+in one line while an installed version differs from ``environment.yaml``, so an upgrade is
+never met with "up to date" (docs/reproducibility.md, "Upgrading a package").
+
+Fast on purpose, since every ``dvc repro`` pays for it: it reads the recorded package names
+from ``environment.yaml`` and asks ``importlib.metadata`` for their versions (no JAX, no walk
+of the code), and it writes its one line itself (``jaxpipe.core.console`` loads pyarrow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jaxpipe.core.environment import CHECK_STAGE, FILE, check_all
+from jaxpipe.core.errors import JaxpipeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", type=Path, default=Path(FILE), help="default: %(default)s")
+    args = parser.parse_args(argv)
+    try:
+        problem = check_all(args.record)
+    except JaxpipeError as exc:
+        problem = str(exc)
+    if problem is None:
+        return 0
+    sys.stderr.write(f"error: {CHECK_STAGE}: {problem}\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
