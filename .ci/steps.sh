@@ -60,6 +60,12 @@ case "$step" in
     summary="${GITHUB_STEP_SUMMARY:-$out/summary.md}"
     mkdir -p "$out"
     {
+      echo "## Software against \`environment.yaml\`"
+      echo
+      echo '```text'
+      jaxpipe env 2>&1 || true  # a stage that differs is named here; `dvc repro` refuses it
+      echo '```'
+      echo
       echo "## Metrics against \`$base\`"
       echo
       diff_md metrics "$base"

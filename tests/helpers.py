@@ -318,12 +318,11 @@ def assert_pulled_whole(mate: Path, original: Path, run) -> None:
     """A teammate's clone after ``dvc pull`` (``run(cwd, *cmd)`` runs a command there): its
     status is clean, ``dvc repro`` runs nothing, and every model and metrics file (one of
     each per model of dvc.yaml) is byte-identical to ``original``'s."""
-    import json
 
     from jaxpipe.preflight import stage_items
-    from jaxpipe.tools.workspace import ran_stages
+    from jaxpipe.tools.workspace import changed, ran_stages
 
-    assert json.loads(run(mate, "dvc", "status", "--json").stdout or "{}") == {}
+    assert changed(run(mate, "dvc", "status", "--json").stdout) == {}
     assert ran_stages(run(mate, "dvc", "repro").stdout) == []
     mine, theirs = model_outputs(mate), model_outputs(original)
     models = stage_items(original / "dvc.yaml")["train"]  # a model and metrics each

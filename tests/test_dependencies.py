@@ -1,6 +1,5 @@
 """dvc.yaml declares exactly the code each stage runs, so a code change re-runs its stages."""
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 import yaml
 
 from jaxpipe.tools.deps import check_project, dvc_stages, import_closure
-from jaxpipe.tools.workspace import committed_copy, dvc, git
+from jaxpipe.tools.workspace import changed, committed_copy, dvc, git
 
 ROOT = Path(__file__).parents[1]
 
@@ -82,11 +81,11 @@ def test_editing_a_module_dirties_exactly_the_stages_that_import_it(pipeline, mo
     original = path.read_bytes()
     try:
         path.write_bytes(original + b"\n# an edit that changes the file's hash\n")
-        status = json.loads(dvc(ws, "status", "--json").stdout or "{}")
+        status = changed(dvc(ws, "status", "--json").stdout)
     finally:
         path.write_bytes(original)
     assert importers and set(status) == importers
-    assert json.loads(dvc(ws, "status", "--json").stdout or "{}") == {}
+    assert changed(dvc(ws, "status", "--json").stdout) == {}
 
 
 @pytest.mark.e2e
@@ -96,7 +95,7 @@ def test_editing_the_cnn_reruns_only_the_cnn(pipeline) -> None:
     original = path.read_bytes()
     try:
         path.write_bytes(original + b"\n")
-        status = json.loads(dvc(pipeline.root, "status", "--json").stdout or "{}")
+        status = changed(dvc(pipeline.root, "status", "--json").stdout)
     finally:
         path.write_bytes(original)
     assert set(status) == {"train@cnn_mnist", "evaluate@cnn_mnist"}

@@ -109,9 +109,17 @@ def test_the_check_is_dvc_yamls_first_and_only_always_changed_stage() -> None:
 
 def test_plain_dvc_repro_after_an_upgrade_refuses_in_one_line_before_any_stage(
         tmp_path: Path) -> None:
-    """The real dvc in a copy of the committed project, another pandera ahead on the path
-    of the stages' Python: plain `dvc repro` stops at its first stage, naming the command."""
+    """The real dvc in a copy of the committed project. As installed, the check passes and
+    writes nothing, and dvc status names it "always changed"; then, another pandera ahead on
+    the path of the stages' Python, plain `dvc repro` runs it again (a check that passed is
+    not skipped) and stops there, naming the command that records the upgrade."""
     ws = make_workspace(ROOT, tmp_path / "ws", rev="HEAD")
+    ok = dvc(ws, "repro", "--single-item", CHECK_STAGE)
+    assert f"Running stage '{CHECK_STAGE}'" in ok.stdout and ran_stages(ok.stdout) == []
+    status = dvc(ws, "status", "--json").stdout
+    assert yaml.safe_load(status)[CHECK_STAGE] == ["always changed"]
+    assert CHECK_STAGE not in changed(status) and "train@cnn_mnist" in changed(status)
+
     pandera = recorded_entries(committed_record())["prepare@xor"]["packages"]["pandera"]
     alt = fake_release(tmp_path / "alt", "pandera", "99.0")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(alt), str(ws / "src")])}
@@ -126,9 +134,21 @@ def test_plain_dvc_repro_after_an_upgrade_refuses_in_one_line_before_any_stage(
                       f"{len(stages) - 3} more): run `jaxpipe env --record` to record the "
                       "installed environment, then `dvc repro` re-runs the stages it changes"]
     assert not (ws / "data").exists()
-    # as installed, the check passes and writes nothing; dvc status names it "always changed"
-    ok = dvc(ws, "repro", "--single-item", CHECK_STAGE)
-    assert f"Running stage '{CHECK_STAGE}'" in ok.stdout and ran_stages(ok.stdout) == []
-    status = dvc(ws, "status", "--json").stdout
-    assert yaml.safe_load(status)[CHECK_STAGE] == ["always changed"]
-    assert CHECK_STAGE not in changed(status) and "train@cnn_mnist" in changed(status)
+
+
+def test_ci_reports_the_stages_an_upgrade_would_rerun(tmp_path: Path) -> None:
+    """.ci/steps.sh report opens with `jaxpipe env`: each stage that records the upgraded
+    package is named (the rest of the report needs a pipeline's outputs: not here)."""
+    ws = make_workspace(ROOT, tmp_path / "ws", rev="HEAD")
+    alt = fake_release(tmp_path / "alt", "pandera", "99.0")
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(alt), str(ws / "src")]),
+           "JAXPIPE_WORKSPACE": str(ws), "GITHUB_STEP_SUMMARY": str(summary),
+           "REPORT_DIR": str(tmp_path / "report")}
+    subprocess.run(["bash", str(ws / ".ci" / "steps.sh"), "report", "HEAD"], env=env,
+                   capture_output=True, check=False)
+    software = summary.read_text().split("## Metrics")[0]
+    stages = recording("pandera")
+    assert software.startswith("## Software against `environment.yaml`")
+    assert f"{len(stages)} differ: {', '.join(stages[:5])}" in software
+    assert [line.split(":")[0] for line in software.splitlines() if "DIFFERS" in line] == stages

@@ -192,7 +192,7 @@ def test_push_sends_every_output_and_the_run_cache(team: Team, s3: S3) -> None:
     assert len(hashes) > 30 and {f"{h[:2]}/{h[2:]}" for h in hashes} <= stored
     files, size = s3.usage("files/md5/")
     runs, _ = s3.usage("runs/")
-    assert runs >= len(lock["stages"])
+    assert runs >= len([s for s in lock["stages"].values() if s.get("outs")])  # not the check
     print(f"\ndvc push --run-cache: {files} objects, {size / 1e6:.1f} MB (+{runs} run-cache"
           f" entries) in {team.push_seconds:.1f} s")
 

@@ -17,7 +17,7 @@ from jaxpipe.core.config import read_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.preflight import stage_items
 from jaxpipe.tools.scaffold import new_family, new_model, next_steps
-from jaxpipe.tools.workspace import committed_copy, dvc, git, ran_stages
+from jaxpipe.tools.workspace import changed, committed_copy, dvc, git, ran_stages
 
 ROOT = Path(__file__).parents[1]
 FILES = ("dvc.yaml", "params.yaml", "environment.yaml")
@@ -151,7 +151,7 @@ def _run(ws: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _out_of_date(ws: Path, mirror: Path) -> set[str]:
-    return set(json.loads(dvc(ws, "status", "--json", mirror=mirror).stdout or "{}"))
+    return set(changed(dvc(ws, "status", "--json", mirror=mirror).stdout))
 
 
 @pytest.mark.e2e
