@@ -33,6 +33,17 @@ def committed(name: str) -> str:
                           text=True, check=True).stdout
 
 
+def unused(root: Path, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``...: the first that is neither a model of ``root``'s
+    params.yaml nor a family module there, so a team's own committed models (the docs'
+    example names first) never collide with a test's."""
+    import yaml
+
+    taken = set(yaml.safe_load((root / "params.yaml").read_text())["train"])
+    taken |= {p.stem for p in (root / "src/jaxpipe/models").glob("*.py")}
+    return next(n for n in (name, *(f"{name}_{i}" for i in range(2, 100))) if n not in taken)
+
+
 MOBILE_COLUMNS = [
     "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
     "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import unused
 
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.errors import JaxpipeError
@@ -26,15 +27,6 @@ FILES = ("dvc.yaml", "params.yaml", "environment.yaml")
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return committed_copy(ROOT, tmp_path, *FILES)
-
-
-def unused(root: Path, name: str) -> str:
-    """``name``, or ``name_2``, ``name_3``...: the first that is neither a model of ``root``'s
-    params.yaml nor a family module there, so a team's own committed models (the docs'
-    example names first) never collide with a test's."""
-    taken = set(read_yaml((root / "params.yaml").read_text())["train"])
-    taken |= {p.stem for p in (root / "src/jaxpipe/models").glob("*.py")}
-    return next(n for n in (name, *(f"{name}_{i}" for i in range(2, 100))) if n not in taken)
 
 
 def texts(root: Path) -> dict[str, str]:
