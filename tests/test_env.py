@@ -46,8 +46,9 @@ def envs() -> dict:
 
 def test_each_stage_records_the_packages_its_code_imports() -> None:
     found = envs()
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert len(found) == sum(len(s.get("foreach", [None])) for s in stages.values())
+    stages = [stage for path in (ROOT / "dvc.yaml", *ROOT.glob("*/dvc.yaml"))  # checks/ too
+              for stage in yaml.safe_load(path.read_text())["stages"].values()]
+    assert len(found) == sum(len(s.get("foreach", [None])) for s in stages)
     for name, env in found.items():
         assert "python" in env.facts
         if name.startswith("download@"):

@@ -20,6 +20,7 @@ from jaxpipe.tools.workspace import changed, dvc, make_workspace, ran_stages
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = "stages/check_environment.py"
+CHECKS = "checks/dvc.yaml"  # its own dvc.yaml, so the lock DVC rewrites on each run is small
 
 
 def fake_release(folder: Path, dist: str, version: str) -> Path:
@@ -90,21 +91,31 @@ def test_a_record_that_names_no_stage_is_one_line(tmp_path: Path, text: str) -> 
         check_all(path)
 
 
-def test_the_check_loads_neither_jax_nor_numpy_nor_pyarrow() -> None:
+def test_the_check_loads_neither_jax_nor_numpy_nor_pyarrow(tmp_path: Path) -> None:
     """Every `dvc repro` pays for it (a no-op repro must stay fast: issue 32)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", SCRIPT], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    out = tmp_path / "environment.ok"
+    proc = subprocess.run([sys.executable, "-X", "importtime", SCRIPT, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.read_text() == "installed as environment.yaml records\n"
     loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert "ruamel.yaml" in loaded and not loaded & {"jax", "numpy", "pyarrow", "pandas"}
 
 
-def test_the_check_is_dvc_yamls_first_and_only_always_changed_stage() -> None:
-    stages = yaml.safe_load(subprocess.run(["git", "show", "HEAD:dvc.yaml"], cwd=ROOT,
-                                           check=True, capture_output=True, text=True).stdout)
-    stages = stages["stages"]
-    assert next(iter(stages)) == CHECK_STAGE
-    assert [s for s, body in stages.items() if body.get("always_changed")] == [CHECK_STAGE]
-    assert stages[CHECK_STAGE]["cmd"] == f"python {SCRIPT}"
+def test_the_check_is_upstream_of_every_stage_and_the_only_one_always_changed(
+        tmp_path: Path) -> None:
+    """As DVC itself reads the committed project: every stage of every dvc.yaml runs after
+    the check, so any `dvc repro` (plain or of a target) runs it first."""
+    from dvc.repo import Repo
+    from networkx import descendants  # DVC's edges point from a stage to what it needs
+
+    ws = make_workspace(ROOT, tmp_path / "ws", rev="HEAD")
+    with Repo(str(ws)) as repo:
+        stages, graph = list(repo.index.stages), repo.index.graph
+        always = [s for s in stages if s.always_changed]
+        assert [s.name for s in always] == [CHECK_STAGE]
+        assert always[0].cmd.startswith(f"python {SCRIPT} ")
+        assert len(stages) > 20 and [s.name for s in stages if s not in always
+                                     and always[0] not in descendants(graph, s)] == []
 
 
 def test_plain_dvc_repro_after_an_upgrade_refuses_in_one_line_before_any_stage(
@@ -114,11 +125,12 @@ def test_plain_dvc_repro_after_an_upgrade_refuses_in_one_line_before_any_stage(
     the path of the stages' Python, plain `dvc repro` runs it again (a check that passed is
     not skipped) and stops there, naming the command that records the upgrade."""
     ws = make_workspace(ROOT, tmp_path / "ws", rev="HEAD")
-    ok = dvc(ws, "repro", "--single-item", CHECK_STAGE)
-    assert f"Running stage '{CHECK_STAGE}'" in ok.stdout and ran_stages(ok.stdout) == []
+    check = f"{CHECKS}:{CHECK_STAGE}"
+    ok = dvc(ws, "repro", "--single-item", check)
+    assert f"Running stage '{check}'" in ok.stdout and ran_stages(ok.stdout) == []
     status = dvc(ws, "status", "--json").stdout
-    assert yaml.safe_load(status)[CHECK_STAGE] == ["always changed"]
-    assert CHECK_STAGE not in changed(status) and "train@cnn_mnist" in changed(status)
+    assert yaml.safe_load(status)[check] == ["always changed"]
+    assert check not in changed(status) and "train@cnn_mnist" in changed(status)
 
     pandera = recorded_entries(committed_record())["prepare@xor"]["packages"]["pandera"]
     alt = fake_release(tmp_path / "alt", "pandera", "99.0")
@@ -126,7 +138,7 @@ def test_plain_dvc_repro_after_an_upgrade_refuses_in_one_line_before_any_stage(
     proc = subprocess.run(["dvc", "repro"], cwd=ws, env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     started = [line for line in proc.stdout.splitlines() if line.startswith("Running stage")]
-    assert started == [f"Running stage '{CHECK_STAGE}':"]  # first, and nothing after it
+    assert started == [f"Running stage '{check}':"]  # first, and nothing after it
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     stages = recording("pandera")
     assert errors == [f"error: {CHECK_STAGE}: pandera 99.0 is installed, the record says "

@@ -25,8 +25,8 @@ from jaxpipe.core.errors import JaxpipeError
 
 FILE = "environment.yaml"
 RECORD = "jaxpipe env --record"
-# dvc.yaml's first stage, ``always_changed``: every ``dvc repro`` runs it, and it refuses while
-# an installed version differs from the record (``stages/check_environment.py``)
+# checks/dvc.yaml's stage, ``always_changed`` and upstream of every stage of dvc.yaml: every
+# ``dvc repro`` runs it first, and it refuses while an installed version differs from the record
 CHECK_STAGE = "environment"
 _MACHINES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 _pending_backend: tuple[str, str] | None = None  # (stage, recorded backend) to confirm

@@ -168,11 +168,11 @@ def dvc(cwd: Path, *args: str, mirror: Path | None = None, check: bool = True,
 
 
 def ran_stages(output: str) -> list[str]:
-    """Stage names that a ``dvc repro`` output says it ran, but for dvc.yaml's environment
-    check (``always_changed``: every ``dvc repro`` runs it, and it writes nothing)."""
+    """Stage names that a ``dvc repro`` output says it ran, but for the environment check
+    (``checks/dvc.yaml:environment``, ``always_changed``: every ``dvc repro`` runs it)."""
     prefix = "Running stage '"
     return [name for line in output.splitlines() if line.startswith(prefix)
-            and (name := line.split("'")[1]) != CHECK_STAGE]
+            and (name := line.split("'")[1]).rsplit(":", 1)[-1] != CHECK_STAGE]
 
 
 def changed(status_json: str) -> dict[str, list]:
