@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.tools.project import enter_root, not_found
 
 log = logging.getLogger("jaxpipe")
 
@@ -153,6 +154,10 @@ def cmd_env(args: argparse.Namespace) -> None:
 def cmd_new(args: argparse.Namespace) -> None:
     from jaxpipe.tools import scaffold
 
+    for name in ("dvc.yaml", "params.yaml"):  # outside any repository: one line, not a trace
+        if not (args.root / name).is_file():
+            raise not_found(args.root / name, "jaxpipe new")
+
     if args.what == "model":
         if not args.like:
             raise JaxpipeError("jaxpipe new model: --like EXISTING is needed (the model whose "
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     new.add_argument("--root", type=Path, default=Path("."), help="the repository")
     new.set_defaults(func=cmd_new)
     args = parser.parse_args(argv)
+    enter_root(args, sub.choices[args.command])  # its defaults are the repository's files
     args.func(args)
 
 

@@ -26,6 +26,7 @@ from jaxpipe import models
 from jaxpipe.core.config import read_yaml_file
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.tools.project import enter_root
 
 PACKAGE = "jaxpipe"
 
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args(argv)
+    enter_root(args, parser)  # its defaults are the repository's files
     results = check_project(args.root.resolve())
     bad = [r for r in results if r.missing or r.extra]
     for r in bad:

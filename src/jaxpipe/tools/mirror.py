@@ -23,6 +23,7 @@ from jaxpipe.core.config import read_yaml_file, roundtrip_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
+from jaxpipe.tools.project import enter_root
 
 log = logging.getLogger("jaxpipe.tools.mirror")
 
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--local", type=Path, default=Path("params.local.yaml"),
                         help="the local overrides file the download stages read")
     args = parser.parse_args(argv)
+    enter_root(args, parser)  # its defaults are the repository's files
     if args.reset:
         write_local(args.local, {})
         log.info("%s emptied: the download stages use params.yaml's checksums", args.local)

@@ -24,6 +24,7 @@ from pathlib import Path
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.tools.project import enter_root, not_found
 from jaxpipe.tools.workspace import RunConfig, changed, dvc, make_workspace, ran_stages, set_params
 
 log = logging.getLogger("jaxpipe.tools.repro")
@@ -131,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
                         "isa=AVX2|AVX|SSE4_2, e.g. --cross cores=1 (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace for debugging")
     args = parser.parse_args(argv)
+    enter_root(args, parser)  # its defaults are the repository's files
     profile = args.profile or args.root / "profiles" / "small.yaml"
+    if not profile.is_file():
+        raise not_found(profile, "jaxpipe-repro-check")
     mirror = Path(args.mirror).resolve() if args.mirror else None
     tmp = tempfile.mkdtemp(prefix="jaxpipe-repro-")
     log.info("workspace %s (mirror %s, profile %s)", tmp, mirror, profile)
