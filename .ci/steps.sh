@@ -38,7 +38,8 @@ case "$step" in
   test)  # README: tests
     pytest
     ;;
-  repro)  # docs/reproducibility.md: the check, same machine then on one core (small profile)
+  repro)  # docs/reproducibility.md: the check, same machine then on one core (small profile),
+          # its first run against checks/outputs.yaml (the committed record, another CPU's maybe)
     if [ -d ../shared/datasets ]; then
       JAXPIPE_MIRROR="$(cd ../shared/datasets && pwd)"
       export JAXPIPE_MIRROR

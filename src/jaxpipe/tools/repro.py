@@ -18,16 +18,30 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.tools import expected as outputs_record
 from jaxpipe.tools.project import enter_root, not_found
 from jaxpipe.tools.workspace import RunConfig, changed, dvc, make_workspace, ran_stages, set_params
 
 log = logging.getLogger("jaxpipe.tools.repro")
+
+
+@dataclass(frozen=True)
+class Record:
+    """The committed record of every output's hash (``jaxpipe.tools.expected``): what the
+    first run is compared with (None: nothing), and where to write it (None: nowhere)."""
+
+    expected: Mapping[str, Any] | None
+    write_to: Path | None
+    profile: str
+    cpu: Mapping[str, Any]
 
 
 @dataclass
@@ -48,6 +62,13 @@ def lock_hashes(ws: Path) -> dict[str, str]:
             for out in stage.get("outs", [])}
 
 
+def lock_outputs(ws: Path) -> dict[str, list[str]]:
+    """Each stage of dvc.lock -> the paths of its outputs."""
+    lock = read_yaml((ws / "dvc.lock").read_text())
+    return {name: [out["path"] for out in stage.get("outs", [])]
+            for name, stage in lock["stages"].items()}
+
+
 def compare(first: dict[str, str], again: dict[str, str]) -> list[str]:
     """One problem line per output whose hash differs from the first run's."""
     return [f"{path}: {first[path]} then {again.get(path)}" for path in sorted(first)
@@ -55,15 +76,22 @@ def compare(first: dict[str, str], again: dict[str, str]) -> list[str]:
 
 
 def check(ws: Path, mirror: Path | None, model: str, param: str, value: object,
-          cross: list[RunConfig] | None = None) -> list[Step]:
-    """Run the checks in workspace ``ws``; return their outcomes."""
+          cross: list[RunConfig] | None = None, record: Record | None = None) -> list[Step]:
+    """Run the checks in workspace ``ws``; return their outcomes. With ``record``, the first
+    run is compared with ``record.expected`` and, if every check passes, written to
+    ``record.write_to``."""
     steps = []
     started = time.perf_counter()
     log.info("1. dvc repro (the whole pipeline, small profile)")
     first = dvc(ws, "repro", mirror=mirror)
-    hashes = lock_hashes(ws)
+    hashes, outputs = lock_hashes(ws), lock_outputs(ws)
     steps.append(Step("repro", True, time.perf_counter() - started,
                       f"{len(ran_stages(first.stdout))} stages, {len(hashes)} outputs"))
+    if record is not None and record.expected is not None:
+        problem, detail = outputs_record.compare(record.expected, hashes, record.profile,
+                                                 record.cpu)
+        steps.append(Step(f"outputs as {outputs_record.RECORD} records", problem is None, 0.0,
+                          detail, [problem] if problem else []))
 
     started = time.perf_counter()
     log.info("2. dvc repro again: no stage may run")
@@ -100,6 +128,10 @@ def check(ws: Path, mirror: Path | None, model: str, param: str, value: object,
     problems += [f"did not run: {s}" for s in sorted(expected - ran)]
     steps.append(Step(f"train.{model}.{param}={value} re-runs only its model", not problems,
                       time.perf_counter() - started, ", ".join(sorted(ran)), problems))
+    if record is not None and record.write_to is not None and all(s.ok for s in steps):
+        outputs_record.write(record.write_to, hashes, outputs, record.profile, record.cpu)
+        log.info("%s recorded: %d outputs on %s", record.write_to, len(hashes),
+                 outputs_record.describe(record.cpu))
     return steps
 
 
@@ -131,17 +163,24 @@ def main(argv: list[str] | None = None) -> None:
                         metavar="CONFIG", help="also run as another machine: cores=N and/or "
                         "isa=AVX2|AVX|SSE4_2, e.g. --cross cores=1 (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace for debugging")
+    parser.add_argument("--record", action="store_true",
+                        help=f"after every check passes, rewrite {outputs_record.RECORD} from "
+                        "the first run (after a deliberate change of outputs), not compare")
     args = parser.parse_args(argv)
     enter_root(args, parser)  # its defaults are the repository's files
     profile = args.profile or args.root / "profiles" / "small.yaml"
     if not profile.is_file():
         raise not_found(profile, "jaxpipe-repro-check")
     mirror = Path(args.mirror).resolve() if args.mirror else None
+    committed = args.root / outputs_record.RECORD
+    known = None if args.record or not committed.is_file() else outputs_record.read(committed)
+    record = Record(known, committed if args.record else None, profile.as_posix(),
+                    outputs_record.cpu())
     tmp = tempfile.mkdtemp(prefix="jaxpipe-repro-")
     log.info("workspace %s (mirror %s, profile %s)", tmp, mirror, profile)
     try:
         ws = make_workspace(args.root.resolve(), Path(tmp), mirror=mirror, profile=profile)
-        steps = check(ws, mirror, args.model, args.param, args.value, args.cross)
+        steps = check(ws, mirror, args.model, args.param, args.value, args.cross, record)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
