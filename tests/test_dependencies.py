@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jaxpipe.tools.deps import check_project, dvc_stages, import_closure
+from jaxpipe.analysis.deps import check_project, dvc_stages, import_closure
 from jaxpipe.tools.workspace import changed, committed_copy, dvc, git
 
 ROOT = Path(__file__).parents[1]
@@ -104,8 +104,8 @@ def test_editing_the_cnn_reruns_only_the_cnn(pipeline) -> None:
 
 def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
+    from jaxpipe.analysis.declared import main
     from jaxpipe.core.errors import JaxpipeError
-    from jaxpipe.tools.deps import main
 
     main(["--root", str(ROOT)])
     stages = len(dvc_stages(ROOT))
@@ -133,8 +133,8 @@ def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
     ("python stages/train.py", {"train": {"x": {"kind": "logreg"}}}),
 ])
 def test_a_model_stage_without_its_kind_in_params_is_named(cmd: str, params: dict) -> None:
+    from jaxpipe.analysis.deps import stage_code
     from jaxpipe.core.errors import JaxpipeError
-    from jaxpipe.tools.deps import stage_code
 
     name = cmd.split()[2] if len(cmd.split()) > 2 else "<model>"
     with pytest.raises(JaxpipeError) as err:

@@ -1,6 +1,6 @@
 """The software each stage runs on is an input: environment.yaml records it per stage, dvc.lock
 carries it, a stage refuses to run on other versions, and an upgrade re-runs exactly the
-stages whose code imports the upgraded package (jaxpipe.core.environment, jaxpipe.tools.env).
+stages whose code imports the upgraded package (jaxpipe.core.environment, jaxpipe.analysis.env).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from jaxpipe.analysis.deps import dvc_stages
+from jaxpipe.analysis.env import declared_problems, project_envs, record, report
 from jaxpipe.core import environment
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
-from jaxpipe.tools.deps import dvc_stages
-from jaxpipe.tools.env import declared_problems, project_envs, record, report
 from jaxpipe.tools.workspace import changed, committed_copy, dvc, git, ran_stages
 
 ROOT = Path(__file__).parents[1]

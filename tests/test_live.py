@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from jaxpipe import live
+from jaxpipe.analysis.env import third_party_modules
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.tools.env import third_party_modules
 
 ROOT = Path(__file__).parents[1]
 

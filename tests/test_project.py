@@ -1,5 +1,5 @@
 """Every jaxpipe command finds the repository from any folder in it, the way git and DVC do
-(jaxpipe.tools.project); outside any repository a file it needs is named in one line."""
+(jaxpipe.project); outside any repository a file it needs is named in one line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxpipe.tools.project import enter_root, find_root
+from jaxpipe.project import enter_root, find_root
 from jaxpipe.tools.workspace import make_workspace
 
 ROOT = Path(__file__).parents[1]

@@ -17,7 +17,7 @@ from helpers import unused
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.preflight import stage_items
-from jaxpipe.tools.scaffold import new_family, new_model, next_steps
+from jaxpipe.scaffold import new_family, new_model, next_steps
 from jaxpipe.tools.workspace import changed, committed_copy, dvc, git, ran_stages
 
 ROOT = Path(__file__).parents[1]
@@ -171,7 +171,7 @@ def test_a_team_adds_a_model_and_a_family_and_only_their_stages_run(
     metrics = json.loads((ws / f"metrics/{mate}.json").read_text())
     assert metrics["accuracy"] > 0.8
 
-    deps = _run(ws, "-m", "jaxpipe.tools.deps", "--root", str(ws))
+    deps = _run(ws, "-m", "jaxpipe.analysis.declared", "--root", str(ws))
     assert deps.returncode == 0, deps.stderr
     # committed, as a team does: the tests about every stage and every model follow the
     # pipeline there (their copies are of the committed files)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.tools.project import enter_root, not_found
+from jaxpipe.project import enter_root, not_found
 
 log = logging.getLogger("jaxpipe")
 
@@ -136,7 +136,7 @@ def cmd_check(args: argparse.Namespace) -> None:
 def cmd_env(args: argparse.Namespace) -> None:
     import sys
 
-    from jaxpipe.tools.env import record, report
+    from jaxpipe.analysis.env import record, report
 
     if args.record:
         changed = record(args.root)
@@ -152,7 +152,7 @@ def cmd_env(args: argparse.Namespace) -> None:
 
 
 def cmd_new(args: argparse.Namespace) -> None:
-    from jaxpipe.tools import scaffold
+    from jaxpipe import scaffold
 
     for name in ("dvc.yaml", "params.yaml"):  # outside any repository: one line, not a trace
         if not (args.root / name).is_file():

@@ -1,1 +1,4 @@
-"""Developer tooling (reproducibility check, workspaces, mirror set-up); no stage imports it."""
+"""The workspace and reproducibility checks: throw-away copies of the project
+(``workspace``), ``jaxpipe-repro-check`` (``repro``) and its committed record of every
+output (``expected``), the scaling measurement, and ``jaxpipe-mirror``; no stage imports it.
+"""

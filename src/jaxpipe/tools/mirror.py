@@ -23,7 +23,7 @@ from jaxpipe.core.config import read_yaml_file, roundtrip_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
-from jaxpipe.tools.project import enter_root
+from jaxpipe.project import enter_root
 
 log = logging.getLogger("jaxpipe.tools.mirror")
 

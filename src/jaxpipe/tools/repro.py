@@ -26,8 +26,8 @@ from typing import Any
 from jaxpipe.core.config import read_yaml
 from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
+from jaxpipe.project import enter_root, not_found
 from jaxpipe.tools import expected as outputs_record
-from jaxpipe.tools.project import enter_root, not_found
 from jaxpipe.tools.workspace import RunConfig, changed, dvc, make_workspace, ran_stages, set_params
 
 log = logging.getLogger("jaxpipe.tools.repro")

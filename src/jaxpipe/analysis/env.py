@@ -31,11 +31,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from jaxpipe.analysis.deps import PACKAGE, DvcStage, dvc_stages, stage_closure
 from jaxpipe.core import environment
 from jaxpipe.core.config import read_yaml_file, roundtrip_yaml
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.core.fileio import atomic_path
-from jaxpipe.tools.deps import PACKAGE, DvcStage, dvc_stages, stage_closure
 
 # distribution -> what its computations run in: JAX's kernels are jaxlib's, its number types
 # (bfloat16, the float8s, and the promotion rules around them) are ml_dtypes'

@@ -204,7 +204,7 @@ def new_model(root: Path, name: str, like: str, kind: str | None = None) -> list
         with atomic_path(path) as tmp:
             tmp.write_text(text)
     if code is not None and env_path.exists():  # other code, other packages: found from it
-        from jaxpipe.tools.env import record
+        from jaxpipe.analysis.env import record
 
         record(root)
         writes[env_path] = ""

@@ -7,26 +7,22 @@ registry, the family of ``train.<model>.kind`` in params.yaml is added (``<model
 stage script's first argument). A folder dep covers every module under it, and counts as
 exact only if the stage imports all of them.
 
-``jaxpipe-deps`` prints each stage's missing and extra code deps, and each stage whose declared
-environment (its ``environment.yaml`` entry, ``jaxpipe.tools.env``) misses a distribution its
-code imports or names one it does not, and exits 2 if any.
+``jaxpipe-deps`` (``jaxpipe.analysis.declared``) prints each stage's missing and extra code
+deps, and what its environment entry (``jaxpipe.analysis.env``, which builds on this module)
+misses or names in excess.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import shlex
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from jaxpipe import models
 from jaxpipe.core.config import read_yaml_file
-from jaxpipe.core.console import run
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.tools.project import enter_root
 
 PACKAGE = "jaxpipe"
 
@@ -146,39 +142,3 @@ def check_project(root: Path) -> list[StageCode]:
     """Every stage of ``root``'s dvc.yaml (foreach expanded by DVC itself)."""
     params = read_yaml_file(root / "params.yaml")
     return [stage_code(root, s.name, s.cmd, list(s.deps), params) for s in dvc_stages(root)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("."))
-    args = parser.parse_args(argv)
-    enter_root(args, parser)  # its defaults are the repository's files
-    results = check_project(args.root.resolve())
-    bad = [r for r in results if r.missing or r.extra]
-    for r in bad:
-        for path in r.missing:
-            sys.stdout.write(f"{r.stage}: imports {path}, not in its deps\n")
-        for path in r.extra:
-            sys.stdout.write(f"{r.stage}: declares {path}, which it does not import (wholly)\n")
-    from jaxpipe.tools.env import declared_problems
-
-    env_problems = declared_problems(args.root.resolve())
-    for line in env_problems:
-        sys.stdout.write(f"{line}\n")
-    sys.stdout.flush()
-    if bad:
-        raise JaxpipeError(f"{len(bad)} of {len(results)} stages' code deps are wrong")
-    if env_problems:
-        raise JaxpipeError(f"{len(env_problems)} stage environment declaration(s) are wrong: "
-                           "`jaxpipe env --record` rewrites environment.yaml")
-    sys.stdout.write(f"all {len(results)} stages declare exactly the code they import and "
-                     "the packages it imports\n")
-
-
-def entry() -> None:
-    """Console-script entry point."""
-    run(main)
-
-
-if __name__ == "__main__":
-    entry()
