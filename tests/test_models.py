@@ -160,10 +160,10 @@ def test_compiler_options_are_passed_to_xla() -> None:
     good = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
     graphdef, params = cnn.init(0)
     x = np.zeros((2, 28, 28, 1), np.float32)
-    assert cnn.compiled_steps(good)[1](graphdef, params, x).shape == (2, 10)
+    assert cnn.compiled_steps(good).forward(graphdef, params, x).shape == (2, 10)
     bad = (("xla_cpu_experimental_ynn_fusion_type", "NOT_A_TYPE"),)
     with pytest.raises(Exception, match="NOT_A_TYPE|not a valid"):
-        cnn.compiled_steps(bad)[1](graphdef, params, x)
+        cnn.compiled_steps(bad).forward(graphdef, params, x)
 
 
 @pytest.mark.parametrize("kind", ["logreg", "softmax", "mlp", "linreg"])
@@ -204,6 +204,61 @@ def test_the_bar_shows_the_epochs_mean_loss_so_far() -> None:
     assert mean.add(losses) == 3.0
     losses += [jnp.float32(v) for v in (0.0, 2.0)]
     assert mean.add(losses) == 2.0 and mean.read == 4  # only the new ones were read
+    losses.append(jnp.asarray([1.0, 1.0, 4.0]))  # a call of several steps: one loss each
+    assert mean.add(losses) == 2.0 and mean.count == 7
+
+
+def test_the_cnns_second_convolution_has_autodiffs_gradient() -> None:
+    """conv3x3 writes its gradients out (so YNNPACK runs them inside a scan too): the same
+    values as differentiating XLA's convolution."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    x, k, g = (rng.normal(size=s).astype(np.float32)
+               for s in ((3, 14, 14, 32), (3, 3, 32, 64), (3, 14, 14, 64)))
+
+    def plain(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(cnn.net.conv3x3(x, k), plain(x, k), rtol=1e-5, atol=1e-4)
+    ours = jax.grad(lambda x, k: (cnn.net.conv3x3(x, k) * g).sum(), (0, 1))(x, k)
+    theirs = jax.grad(lambda x, k: (plain(x, k) * g).sum(), (0, 1))(x, k)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)
+        assert float(np.abs(a).max()) > 1.0
+
+
+def test_steps_scanned_in_one_call_are_the_same_bytes_as_one_call_each() -> None:
+    """The device-held set trains STEPS_PER_CALL steps a dispatch (a lax.scan): the same
+    parameters, Adam state and losses, bit for bit, as calling the step once a batch."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxpipe.models.cnn import net, xla_options
+
+    options = xla_options(cnn.Config().compiler_options)
+    steps = cnn.compiled_steps(options)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((256, 28, 28, 1), np.float32))
+    y = jnp.asarray(rng.integers(0, 10, 256).astype(np.int32))
+    rows = jnp.asarray(rng.permutation(256)[:4 * 16].reshape(4, 16).astype(np.int32))
+    graphdef, params = cnn.init(0)
+    tx = net.optimizer()
+
+    def fresh():
+        return jax.tree.map(jnp.copy, (params, net.optimizer_state(params, 1e-3)))
+
+    p, o = fresh()
+    losses = []
+    for i in range(4):
+        p, o, loss = steps.indexed(graphdef, tx, p, o, x, y, rows[i])
+        losses.append(loss)
+    one_by_one = (p, o, jnp.stack(losses))
+    scanned = steps.scanned(graphdef, tx, *fresh(), x, y, rows)
+    for a, b in zip(jax.tree.leaves(one_by_one), jax.tree.leaves(scanned), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(jax.tree.leaves(p)[0], jax.tree.leaves(params)[0])  # it trained
 
 
 def test_softmax_gradient_through_its_stored_transpose_is_autodiffs() -> None:
@@ -537,3 +592,19 @@ def test_an_lr_sweep_compiles_the_cnn_step_once(tmp_path: Path) -> None:
         entries.append(sorted(p.name for p in cache.iterdir()))
     assert entries[0] and entries[1] == entries[0] and entries[2] == entries[0]
     assert len(set(models)) == 3  # each lr trained its own model
+
+
+@pytest.mark.parametrize("n_batches", [283, 280, 7, 11])
+def test_an_epoch_is_cut_into_calls_of_its_batches_in_order(n_batches: int) -> None:
+    """Every batch once, in the epoch's order; the first call takes the rest of
+    n_batches / STEPS_PER_CALL, every other call STEPS_PER_CALL."""
+    from jaxpipe.models.cnn import loop, mesh
+
+    runner = loop.InMemory.__new__(loop.InMemory)
+    runner.mesh, runner.x, runner.y = mesh.data_mesh(1), None, None
+    order = np.arange(n_batches * 4).reshape(n_batches, 4)
+    calls = [np.asarray(rows) for _, _, rows in runner.steps(order)]
+    np.testing.assert_array_equal(np.concatenate(calls), order)
+    sizes = [len(c) for c in calls]
+    assert set(sizes[1:]) <= {loop.STEPS_PER_CALL}
+    assert sizes[0] == (n_batches % loop.STEPS_PER_CALL or min(n_batches, loop.STEPS_PER_CALL))

@@ -25,24 +25,32 @@ def batch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
     return np.asarray(perm[: n_batches * batch_size]).reshape(n_batches, batch_size)
 
 
+STEPS_PER_CALL = 10  # training steps per dispatch of the device-held set's scanned step
+
+
 class InMemory:
     """The training set copied whole onto every device of the mesh; each step gathers its
-    batch by index there, so the host loop only dispatches."""
+    batch by index there, ``STEPS_PER_CALL`` steps a dispatch (one ``lax.scan``, the same
+    bytes as one step a call), so the host only dispatches every tenth step."""
 
     def __init__(self, mesh: Mesh, x: np.ndarray, y: np.ndarray, options: net.Options) -> None:
         self.mesh = mesh
         self.x, self.y = meshes.replicated(mesh, (x, y))
-        self.step = net.compiled_steps(options).indexed
+        self.step = net.compiled_steps(options).scanned
 
     def steps(self, order: np.ndarray) -> Iterator[tuple[jax.Array, ...]]:
-        batches = meshes.split_rows(self.mesh, order, axis=1)
-        for i in range(len(order)):
-            yield self.x, self.y, batches[i]
+        """Per call: the set, and the rows of its steps. The first call takes what is left
+        over (n_batches % STEPS_PER_CALL, if any), so the epoch ends on a call of the shape
+        compiled first and its wait is timed as training, not as compiling."""
+        first = len(order) % STEPS_PER_CALL or STEPS_PER_CALL
+        for start in [0, *range(first, len(order), STEPS_PER_CALL)]:
+            rows = order[start:first if start == 0 else start + STEPS_PER_CALL]
+            yield self.x, self.y, meshes.split_rows(self.mesh, rows, axis=1)
 
 
 class Streamed:
     """Batches read from the Parquet file, this process's share only, placed as one global
-    batch split over the mesh."""
+    batch split over the mesh; one step a call."""
 
     def __init__(self, mesh: Mesh, source: stream.ImageRows, budget_bytes: int,
                  batch_size: int, options: net.Options) -> None:
@@ -58,45 +66,52 @@ class Streamed:
                    meshes.from_local_rows(self.mesh, y, self.batch_size))
 
 
-_called: set[int] = set()  # steps already called (compiled) in this process
+_called: set[tuple[int, tuple]] = set()  # (step, shapes) already compiled in this process
 
 
 class RunningMean:
     """The mean of every batch loss so far (batches are of one size, so the epoch's mean
-    loss), reading back only the losses not yet read."""
+    loss), reading back only the losses not yet read (one array of losses a call)."""
 
     def __init__(self) -> None:
-        self.total, self.read = 0.0, 0
+        self.total, self.read, self.count = 0.0, 0, 0
 
     def add(self, losses: list[Any]) -> float:
-        fresh = np.asarray(jax.device_get(losses[self.read:]), np.float64)
-        self.total += float(fresh.sum())
+        fresh = [np.asarray(a, np.float64) for a in jax.device_get(losses[self.read:])]
+        self.total += float(sum(a.sum() for a in fresh))
+        self.count += sum(a.size for a in fresh)
         self.read = len(losses)
-        return self.total / max(self.read, 1)
+        return self.total / max(self.count, 1)
 
 
 def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: Any,
               inputs: Iterator[tuple[jax.Array, ...]], n_batches: int, desc: str
               ) -> tuple[Any, Any, np.ndarray]:
-    """One pass; a per-batch bar with the epoch's mean loss so far when a person watches
-    (the losses are read back every 20 batches only then, so a CI run never waits on them);
-    over several CPU devices each step is waited for (``mesh.pace``). Timed as the
-    first call (tracing and compiling the step, once per process) and the rest, up to the
-    losses read back."""
+    """One pass of ``n_batches`` steps, one or several a call (``inputs`` yields each call's
+    arguments); a per-batch bar with the epoch's mean loss so far when a person watches
+    (the losses are read back about every 20 batches only then, so a CI run never waits on
+    them); over several CPU devices each call is waited for (``mesh.pace``). Timed as each
+    call of a new shape (tracing and compiling the step, once per process) and the rest,
+    up to the losses read back."""
     losses = []
     running = RunningMean()
-    batches = iter(inputs)
+    done = shown_at = 0
     with bar(n_batches, desc) as shown:
-        for i in range(n_batches):
-            first = id(step) not in _called
-            with phase("compile the step" if first else "train steps"):
-                params, opt_state, loss = step(graphdef, tx, params, opt_state, *next(batches))
-                losses.append(loss.addressable_shards[0].data)
+        for args in inputs:
+            key = (id(step), tuple(a.shape for a in args))
+            with phase("compile the step" if key not in _called else "train steps"):
+                params, opt_state, loss = step(graphdef, tx, params, opt_state, *args)
+                losses.append(jnp.atleast_1d(loss.addressable_shards[0].data))
                 meshes.pace(loss)  # XLA:CPU deadlocks an all-reduce otherwise
-                if i + 1 == n_batches:  # the phase ends when the epoch's work is done
+                taken = losses[-1].shape[0]
+                if done + taken == n_batches:  # the phase ends when the epoch's work is done
                     jax.block_until_ready(loss)
-            _called.add(id(step))
-            if not shown.disable and (i % 20 == 0 or i + 1 == n_batches):
+            _called.add(key)
+            done += taken
+            if not shown.disable and (done - shown_at >= 20 or done == n_batches):
+                shown_at = done
                 shown.set_postfix(loss=f"{running.add(losses):.4f}", refresh=False)
-            shown.update()
-    return params, opt_state, np.asarray(jnp.stack(losses))
+            shown.update(taken)
+    if done != n_batches:
+        raise RuntimeError(f"an epoch ran {done} steps, not {n_batches}")
+    return params, opt_state, np.asarray(jnp.concatenate(losses))
