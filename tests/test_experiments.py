@@ -88,8 +88,8 @@ def test_exp_run_set_changes_one_line_of_params_yaml(pipeline) -> None:
     try:
         dvc(ws, "exp", "run", "-S", "train.logreg_mobile.lr=0.2", mirror=pipeline.mirror)
         diff = git(ws, "diff", "--unified=0", "--", "params.yaml").splitlines()
-        changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
-        assert changed == ["-    lr: 0.1", "+    lr: 0.2"], changed
+        edited = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+        assert edited == ["-    lr: 0.1", "+    lr: 0.2"], edited
     finally:
         (ws / "params.yaml").write_text(before)
         (ws / "dvc.lock").write_text(lock)
