@@ -16,7 +16,7 @@ import yaml
 from jaxpipe.core import environment
 from jaxpipe.core.environment import CHECK_STAGE, check_all, recorded_entries
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.tools.workspace import changed, dvc, make_workspace, ran_stages
+from jaxpipe.tools.workspace import changed, dvc, git, make_workspace, ran_stages
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = "stages/check_environment.py"
@@ -96,7 +96,9 @@ def test_the_check_loads_neither_jax_nor_numpy_nor_pyarrow(tmp_path: Path) -> No
     out = tmp_path / "environment.ok"
     proc = subprocess.run([sys.executable, "-X", "importtime", SCRIPT, "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.read_text() == "installed as environment.yaml records\n"
+    committed = subprocess.run(["git", "show", "HEAD:checks/environment.ok"], cwd=ROOT,
+                               check=True, capture_output=True, text=True).stdout
+    assert out.read_text() == committed == "installed as environment.yaml records\n"
     loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert "ruamel.yaml" in loaded and not loaded & {"jax", "numpy", "pyarrow", "pandas"}
 
@@ -146,6 +148,8 @@ def test_plain_dvc_repro_after_an_upgrade_refuses_in_one_line_before_any_stage(
                       f"{len(stages) - 3} more): run `jaxpipe env --record` to record the "
                       "installed environment, then `dvc repro` re-runs the stages it changes"]
     assert not (ws / "data").exists()
+    # its output stays as committed (persist), so git sees nothing of a refusal
+    assert git(ws, "status", "--porcelain", "checks") == "?? checks/dvc.lock\n"
 
 
 def test_ci_reports_the_stages_an_upgrade_would_rerun(tmp_path: Path) -> None:
