@@ -299,7 +299,7 @@ def test_a_token_from_the_environment_stays_out_of_dvc_lock_and_every_file(
     secret written ``${NAME}`` in params.local.yaml: the lock records the name, no line or
     file the value."""
     ws = committed_copy(ROOT, tmp_path / "ws", "src", "stages", ".dvc", "dvc.yaml",
-                        "params.yaml", "environment.yaml")
+                        "params.yaml", "environment.yaml", "checks")
     folder = fake_mirror / "mnist"
     files = {key: {"md5": md5(folder / name), "size": (folder / name).stat().st_size}
              for key, name in _mnist_files(ws).items()}

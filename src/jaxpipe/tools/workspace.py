@@ -177,6 +177,9 @@ def ran_stages(output: str) -> list[str]:
 
 def changed(status_json: str) -> dict[str, list]:
     """The stages ``dvc status --json`` (its stdout) lists as out of date, but for those DVC
-    reports as only "always changed" (the environment check, on every call)."""
+    reports as only "always changed", and the environment check (``checks/dvc.yaml``), which
+    every ``dvc repro`` runs first whatever its status: in a fresh clone its own lock
+    (``checks/dvc.lock``, not committed with ``dvc.lock``) is missing or older."""
     status = json.loads(status_json or "{}")
-    return {stage: why for stage, why in status.items() if why != ["always changed"]}
+    return {stage: why for stage, why in status.items()
+            if why != ["always changed"] and stage.rsplit(":", 1)[-1] != CHECK_STAGE}

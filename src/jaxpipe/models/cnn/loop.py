@@ -99,8 +99,11 @@ def run_epoch(step: Callable, graphdef: Any, tx: Any, params: Any, opt_state: An
     with bar(n_batches, desc) as shown:
         for args in inputs:
             key = (id(step), tuple(a.shape for a in args))
+            # a call returns once its program is compiled and dispatched: a new shape's call
+            # is timed as compiling, the waiting for its work (below) as training
             with phase("compile the step" if key not in _called else "train steps"):
                 params, opt_state, loss = step(graphdef, tx, params, opt_state, *args)
+            with phase("train steps"):
                 losses.append(jnp.atleast_1d(loss.addressable_shards[0].data))
                 meshes.pace(loss)  # XLA:CPU deadlocks an all-reduce otherwise
                 taken = losses[-1].shape[0]
