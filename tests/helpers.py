@@ -349,3 +349,12 @@ def old_output_set(root: Path, model_text: str = "old model",
     plots.mkdir(parents=True)
     (plots / "roc.csv").write_text(roc_text)
     return model, plots
+
+
+def fake_release(folder: Path, dist: str, version: str) -> Path:
+    """A real ``.dist-info`` of ``dist`` at ``version``, to put ahead on the path: what
+    importlib.metadata (and so pip) then reports as installed."""
+    info = folder / f"{dist}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    return folder

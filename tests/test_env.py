@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import fake_release
 
 from jaxpipe.analysis.deps import dvc_stages
 from jaxpipe.analysis.env import declared_problems, project_envs, record, report
@@ -29,15 +30,6 @@ def no_backend_left_pending() -> Iterator[None]:
     """A guarded stage's pending backend check must not outlive its test."""
     yield
     environment._pending_backend = None
-
-
-def fake_release(folder: Path, dist: str, version: str) -> Path:
-    """A distribution's metadata at another version, to put ahead on the path: what
-    importlib.metadata (and so pip) then reports as installed."""
-    info = folder / f"{dist}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    return folder
 
 
 def envs() -> dict:

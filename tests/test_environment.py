@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import committed, fake_release
 
 from jaxpipe.core import environment
 from jaxpipe.core.environment import CHECK_STAGE, check_all, recorded_entries
@@ -23,19 +24,8 @@ SCRIPT = "stages/check_environment.py"
 CHECKS = "checks/dvc.yaml"  # its own dvc.yaml, so the lock DVC rewrites on each run is small
 
 
-def fake_release(folder: Path, dist: str, version: str) -> Path:
-    """A real ``.dist-info`` of ``dist`` at ``version``, to put ahead on the path: what
-    importlib.metadata (and so pip) then reports as installed."""
-    info = folder / f"{dist}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    return folder
-
-
 def committed_record() -> dict:
-    text = subprocess.run(["git", "show", f"HEAD:{environment.FILE}"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout
-    return yaml.safe_load(text)
+    return yaml.safe_load(committed(environment.FILE))
 
 
 def recording(dist: str) -> list[str]:
