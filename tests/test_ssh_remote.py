@@ -364,15 +364,30 @@ def errors(text: str) -> list[str]:
 FOOTER = "Having any troubles? Hit us up at https://dvc.org/support, we are always happy to help!"
 
 
+# How a cut connection reads in DVC's ``ERROR:`` lines; which appear depends on the moment
+# of the crash: ``failed to transfer '<md5>' - Connection not open`` or ``- [Errno 32] Broken
+# pipe`` (the socket died mid-write), ``failed to push data to the cloud - N files failed to
+# upload``, ``unexpected error - Connection not open``.
+CUT = ("Connection", "Broken pipe", "failed to transfer '", "files failed to")
+
+
 def short_errors(stderr: str) -> bool:
-    """DVC's own ``ERROR:`` lines, no traceback, each naming the lost connection or the
-    files it could not move (which lines depends on the moment of the crash: ``failed to
-    transfer '<md5>' - Connection not open``, ``failed to push data to the cloud - N files
-    failed to upload``, ``unexpected error - Connection not open`` and DVC's support line)."""
+    """DVC's own ``ERROR:`` lines (and its support line), no traceback, each naming the lost
+    connection or the files it could not move."""
     lines = [line for line in errors(stderr) if line != FOOTER]
     return bool(lines) and all(
-        line.startswith("ERROR: ") and ("Connection" in line or "files failed to" in line)
-        for line in lines)
+        line.startswith("ERROR: ") and any(mark in line for mark in CUT) for line in lines)
+
+
+def test_short_errors_takes_every_cut_and_nothing_else() -> None:
+    cut = ("ERROR: failed to transfer 'ce73814a8e1431ee9759aad69c87409a' - [Errno 32] Broken "
+           "pipe\nERROR: unexpected error - Connection not open\n\n" + FOOTER + "\n")
+    assert short_errors(cut)
+    assert short_errors("ERROR: failed to push data to the cloud - 3 files failed to upload\n")
+    assert not short_errors("")
+    assert not short_errors(FOOTER)
+    assert not short_errors(cut + "Traceback (most recent call last):\n")
+    assert not short_errors("ERROR: unexpected error - 'NoneType' object has no attribute 'x'\n")
 
 
 def test_the_server_takes_only_the_authorised_key(server: Server, keys: Keys) -> None:
