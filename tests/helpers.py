@@ -3,10 +3,14 @@ several test files share."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import http.server
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ import pytest
 from jaxpipe.data.idx import write_idx
 from jaxpipe.data.raw import MNIST_FILES
 from jaxpipe.data.specs import DownloadConfig, FileSpec
+from jaxpipe.tools.workspace import committed_copy
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,6 +36,19 @@ def committed(name: str) -> str:
     copies whole folders the same way)."""
     return subprocess.run(["git", "show", f"HEAD:{name}"], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
+
+
+@functools.cache
+def committed_tree() -> Path:
+    """The whole repository as committed at HEAD, unpacked once per test process into a
+    temporary folder (a git repository of its own, none of it committed, as DVC needs one):
+    what a test reads of the project's dvc.yaml, params.yaml, records and code
+    (``committed`` for one file)."""
+    dest = Path(tempfile.mkdtemp(prefix="jaxpipe-head-"))
+    atexit.register(shutil.rmtree, dest, ignore_errors=True)
+    committed_copy(ROOT, dest)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
 
 
 def unused(root: Path, name: str) -> str:

@@ -5,7 +5,7 @@ safely."""
 from pathlib import Path
 
 import pytest
-from helpers import committed, params_yaml
+from helpers import committed, committed_tree, params_yaml
 
 from jaxpipe.core.config import load_config, load_params, parse, read_yaml
 from jaxpipe.core.errors import ConfigError
@@ -17,9 +17,9 @@ ROOT = Path(__file__).parents[1]
 
 def test_repo_params_parse() -> None:
     for name in ("mobile_binary", "mnist", "linear"):
-        parse(PrepareConfig, load_params(ROOT / "params.yaml", "prepare", name), name)
+        parse(PrepareConfig, load_params(committed_tree() / "params.yaml", "prepare", name), name)
     for name in ("mobile_price", "mnist"):
-        parse(DownloadConfig, load_params(ROOT / "params.yaml", "download", name), name)
+        parse(DownloadConfig, load_params(committed_tree() / "params.yaml", "download", name), name)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -133,7 +133,7 @@ def test_an_alias_bomb_is_refused_before_anything_walks_it(tmp_path: Path) -> No
 
 def test_aliases_a_project_uses_are_read_as_before(tmp_path: Path) -> None:
     """dvc.yaml shares its model list between train and evaluate through an alias."""
-    stages = read_yaml((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = read_yaml((committed_tree() / "dvc.yaml").read_text())["stages"]
     assert stages["evaluate"]["foreach"] == stages["train"]["foreach"]
     small = alias_bomb(levels=6)  # 9**6 = 531,441 values: big, but under the cap
     assert len(read_yaml(small)["a5"]) == 9

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import committed_tree
 
 from jaxpipe.analysis.deps import check_project, dvc_stages, import_closure
 from jaxpipe.tools.workspace import changed, committed_copy, dvc, git
@@ -13,15 +14,15 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_every_stage_declares_exactly_the_modules_it_imports() -> None:
-    results = check_project(ROOT)
-    assert len(results) == len(dvc_stages(ROOT))
+    results = check_project(committed_tree())
+    assert len(results) == len(dvc_stages(committed_tree()))
     problems = [f"{r.stage}: missing {p}" for r in results for p in r.missing]
     problems += [f"{r.stage}: extra {p}" for r in results for p in r.extra]
     assert problems == []
 
 
 def test_a_model_stage_depends_on_its_own_family_only() -> None:
-    stages = {r.stage: r.imported for r in check_project(ROOT)}
+    stages = {r.stage: r.imported for r in check_project(committed_tree())}
     assert "src/jaxpipe/models/logreg.py" in stages["train@logreg_mobile"]
     for other in ("cnn/", "mlp.py", "linreg.py", "softmax.py"):
         assert not any(p.startswith(f"src/jaxpipe/models/{other}")
@@ -99,7 +100,8 @@ def test_editing_the_cnn_reruns_only_the_cnn(pipeline) -> None:
     finally:
         path.write_bytes(original)
     assert set(status) == {"train@cnn_mnist", "evaluate@cnn_mnist"}
-    assert yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["cnn_mnist"]["kind"] == "cnn"
+    params = yaml.safe_load((committed_tree() / "params.yaml").read_text())
+    assert params["train"]["cnn_mnist"]["kind"] == "cnn"
 
 
 def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
@@ -107,8 +109,8 @@ def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
     from jaxpipe.analysis.declared import main
     from jaxpipe.core.errors import JaxpipeError
 
-    main(["--root", str(ROOT)])
-    stages = len(dvc_stages(ROOT))
+    main(["--root", str(committed_tree())])
+    stages = len(dvc_stages(committed_tree()))
     assert capsys.readouterr().out == (f"all {stages} stages declare exactly the code they "
                                        "import and the packages it imports\n")
     root = _copy_project(tmp_path)  # as committed: its own count of stages

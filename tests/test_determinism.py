@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import committed_tree
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = """
@@ -58,7 +59,8 @@ def _environ(env: dict[str, str | None]) -> dict[str, str]:
 
 def _fit(cpus: set[int], env: dict[str, str | None]) -> str:
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(ROOT / "params.yaml"), str(ROOT / "tests")],
+        [sys.executable, "-c", SCRIPT, str(committed_tree() / "params.yaml"),
+         str(ROOT / "tests")],
         capture_output=True, text=True, check=True, env=_environ(env),
         preexec_fn=lambda: os.sched_setaffinity(0, cpus), timeout=300)
     return proc.stdout.strip()
@@ -179,6 +181,6 @@ def test_cnn_training_is_identical_on_a_cpu_without_avx512() -> None:
     here = _train(set(sorted(os.sched_getaffinity(0))[:1]), **NO_CACHE)
     proc = subprocess.run(  # the same set-up: no compilation cache on either side
         ["qemu-x86_64", "-cpu", "Haswell-v4", sys.executable, "-c", SCRIPT,
-         str(ROOT / "params.yaml"), str(ROOT / "tests")],
+         str(committed_tree() / "params.yaml"), str(ROOT / "tests")],
         capture_output=True, text=True, check=True, env=_environ(NO_CACHE), timeout=900)
     assert proc.stdout.strip() == here

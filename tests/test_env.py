@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import fake_release
+from helpers import committed_tree, fake_release
 
 from jaxpipe.analysis.deps import dvc_stages
 from jaxpipe.analysis.env import declared_problems, project_envs, record, report
@@ -33,12 +33,13 @@ def no_backend_left_pending() -> Iterator[None]:
 
 
 def envs() -> dict:
-    return {e.stage: e for e in project_envs(ROOT)}
+    return {e.stage: e for e in project_envs(committed_tree())}
 
 
 def test_each_stage_records_the_packages_its_code_imports() -> None:
     found = envs()
-    stages = [stage for path in (ROOT / "dvc.yaml", *ROOT.glob("*/dvc.yaml"))  # checks/ too
+    head = committed_tree()
+    stages = [stage for path in (head / "dvc.yaml", *head.glob("*/dvc.yaml"))  # checks/ too
               for stage in yaml.safe_load(path.read_text())["stages"].values()]
     assert len(found) == sum(len(s.get("foreach", [None])) for s in stages)
     for name, env in found.items():
@@ -56,16 +57,17 @@ def test_each_stage_records_the_packages_its_code_imports() -> None:
 
 
 def test_the_committed_record_matches_the_code_and_this_installation() -> None:
-    assert declared_problems(ROOT) == []
-    lines, differ = report(ROOT)
+    head = committed_tree()
+    assert declared_problems(head) == []
+    lines, differ = report(head)
     assert differ == 0, "\n".join(lines)
-    stages = len(dvc_stages(ROOT))
+    stages = len(dvc_stages(head))
     assert lines == [f"{stages} stages: all as recorded in environment.yaml (-v: each stage's "
                      "software)"]
 
 
 def test_each_stage_declares_its_own_entry_so_the_lock_carries_it() -> None:
-    for stage in dvc_stages(ROOT):  # as DVC expands dvc.yaml
+    for stage in dvc_stages(committed_tree()):  # as DVC expands dvc.yaml
         key = ".".join(environment.entry_key(stage.name))
         assert stage.params[environment.FILE] == (key,), stage.name
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import committed_tree
 
 from jaxpipe import live
 from jaxpipe.analysis.env import third_party_modules
@@ -67,7 +68,8 @@ def test_on_every_epoch_is_a_step_of_dvclive(tmp_path: Path,
 def test_dvclive_is_no_part_of_a_stages_recorded_software() -> None:
     """It only watches: whether it is installed, and its version, change no output."""
     assert "dvclive" not in third_party_modules([ROOT / "src/jaxpipe/live.py"])
-    assert "dvclive" not in yaml.safe_load((ROOT / "environment.yaml").read_text()).__repr__()
+    record = yaml.safe_load((committed_tree() / "environment.yaml").read_text())
+    assert "dvclive" not in repr(record)
 
 
 class _Studio(BaseHTTPRequestHandler):

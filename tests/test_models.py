@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_dataset
+from helpers import committed_tree, make_dataset
 
 from jaxpipe import models
 from jaxpipe.core.config import MAX_STEPS, SEED_MAX, parse, read_yaml
@@ -577,7 +577,7 @@ def test_an_lr_sweep_compiles_the_cnn_step_once(tmp_path: Path) -> None:
     images, labels = rng.integers(0, 256, (96, 28, 28), np.uint8), np.arange(96) % 10
     write_dataset(tmp_path / "mnist", *prepare_images(
         images, labels, images[:20], labels[:20], PrepareConfig(kind="images", val_size=0.25)))
-    params = read_yaml((ROOT / "params.yaml").read_text())
+    params = read_yaml((committed_tree() / "params.yaml").read_text())
     cache, models, entries = tmp_path / "cache", [], []
     for lr in (1e-3, 2e-3, 5e-4):
         params["train"]["cnn_mnist"].update(lr=lr, epochs=1, batch_size=8)

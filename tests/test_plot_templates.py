@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import committed_tree
 from ruamel.yaml import YAML
 
 from jaxpipe.report import render_static
@@ -24,7 +25,7 @@ DVC = [sys.executable, "-m", "dvc"]
 
 def project_plots() -> list[tuple[str, dict]]:
     """(title, definition) of every plot in the project's dvc.yaml."""
-    plots = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["plots"]
+    plots = YAML(typ="safe").load((committed_tree() / "dvc.yaml").read_text())["plots"]
     return [next(iter(entry.items())) for entry in plots]
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import md5, write_fake_mirror
+from helpers import committed_tree, md5, write_fake_mirror
 from test_hostile import set_param
 
 from jaxpipe.core.config import read_yaml_file
@@ -94,7 +94,7 @@ def test_the_mirror_is_verified_and_the_fix_named(tmp_path: Path, fake_mirror: P
 
 
 def test_preflight_names_a_params_file_it_cannot_read(tmp_path: Path) -> None:
-    items = stage_items(ROOT / "dvc.yaml")
+    items = stage_items(committed_tree() / "dvc.yaml")
     assert check_params(tmp_path / "none.yaml", None, items) == [
         f"{tmp_path / 'none.yaml'}: params file not found"]
 
@@ -113,11 +113,11 @@ def test_preflight_verifies_each_mirror_file_and_names_a_bad_one(tmp_path: Path)
     local = tmp_path / "local.yaml"
     from jaxpipe.tools.mirror import apply_mirror
 
-    apply_mirror(ROOT / "params.yaml", mirror, local)
-    problems, verified = check_mirror(ROOT / "params.yaml", local, mirror)
+    apply_mirror(committed_tree() / "params.yaml", mirror, local)
+    problems, verified = check_mirror(committed_tree() / "params.yaml", local, mirror)
     assert problems == [] and verified == 5  # one CSV, four MNIST files
     (mirror / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the file")
-    problems, verified = check_mirror(ROOT / "params.yaml", local, mirror)
+    problems, verified = check_mirror(committed_tree() / "params.yaml", local, mirror)
     assert verified == 4 and len(problems) == 2
     assert problems[0].startswith("download.mnist.files.test_labels: ")
     assert "jaxpipe-mirror" in problems[1]
@@ -128,17 +128,18 @@ def test_preflight_checks_the_mirror_with_the_local_overrides(tmp_path: Path) ->
     from jaxpipe.tools.mirror import apply_mirror
 
     mirror = write_fake_mirror(tmp_path / "mirror")
+    params, spec = committed_tree() / "params.yaml", committed_tree() / "dvc.yaml"
     local = tmp_path / "local.yaml"
-    apply_mirror(ROOT / "params.yaml", mirror, local)
-    problems, summary = preflight(ROOT / "params.yaml", local, ROOT / "dvc.yaml", mirror)
+    apply_mirror(params, mirror, local)
+    problems, summary = preflight(params, local, spec, mirror)
     assert problems == []
-    entries = sum(len(v) for v in stage_items(ROOT / "dvc.yaml").values())
-    stages = len(stage_names(ROOT / "dvc.yaml"))
-    without = sorted(set(read_yaml_file(ROOT / "dvc.yaml")["stages"]) - set(stage_items(
-        ROOT / "dvc.yaml")))  # the stages that take no params (plots_page), named
+    entries = sum(len(v) for v in stage_items(spec).values())
+    stages = len(stage_names(spec))
+    without = sorted(set(read_yaml_file(spec)["stages"]) - set(stage_items(
+        spec)))  # the stages that take no params (plots_page), named
     assert without and stages == entries + len(without)
     assert summary == (f"{stages} stages of dvc.yaml: the params of the {entries} that take "
                        f"params (not {', '.join(without)}), the software of all {stages} as "
                        f"recorded, 5 mirror file(s) verified in {mirror}")
-    problems, _ = preflight(ROOT / "params.yaml", None, ROOT / "dvc.yaml", mirror)
+    problems, _ = preflight(params, None, spec, mirror)
     assert problems and "jaxpipe-mirror" in problems[-1]  # official checksums: a mismatch

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import mobile_frame, write_fake_mirror
+from helpers import committed_tree, mobile_frame, write_fake_mirror
 
 from jaxpipe.core.config import load_config
 from jaxpipe.core.errors import JaxpipeError
@@ -155,7 +155,8 @@ ROOT = Path(__file__).parents[1]
 def test_prepare_reads_a_csv_source(tmp_path: Path) -> None:
     source = tmp_path / "train.csv"
     mobile_frame(n=200).to_csv(source, index=False)
-    cfg = load_config(PrepareConfig, ROOT / "params.yaml", "prepare", "mobile_multiclass")
+    cfg = load_config(PrepareConfig, committed_tree() / "params.yaml", "prepare",
+                      "mobile_multiclass")
     tables, scaler = prepare(source, cfg, load_schema(ROOT / "schemas" / "mobile_price.yaml"))
     assert sorted(tables) == ["test", "train"]
     assert tables["train"].num_rows + tables["test"].num_rows == 200

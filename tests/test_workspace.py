@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import committed_tree
 
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import apply_mirror
@@ -179,13 +180,13 @@ def test_a_workspace_from_a_commit_has_none_of_the_working_trees_changes(
 def test_a_workspace_gets_the_profile_and_the_mirror_committed(tmp_path: Path,
                                                                fake_mirror: Path) -> None:
     root = repo(tmp_path / "root")
-    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (root / "params.yaml").write_text((committed_tree() / "params.yaml").read_text())
     profile = tmp_path / "small.yaml"
     profile.write_text("train.cnn_mnist.epochs: 7\n")
     dest = make_workspace(root, tmp_path / "ws", mirror=fake_mirror, profile=profile)
     expected = tmp_path / "expected"
     expected.mkdir()
-    (expected / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (expected / "params.yaml").write_text((committed_tree() / "params.yaml").read_text())
     set_params(expected / "params.yaml", {"train.cnn_mnist.epochs": 7})
     assert (dest / "params.yaml").read_text() == (expected / "params.yaml").read_text()
     changes = apply_mirror(expected / "params.yaml", fake_mirror, expected / "local.yaml")
