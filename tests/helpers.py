@@ -13,9 +13,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,23 @@ def committed_tree() -> Path:
     committed_copy(ROOT, dest)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
+
+
+def edit_yaml(path: Path, change: Callable[[Any], None]) -> None:
+    """Apply ``change`` to ``path``'s YAML as data, in place (ruamel's round trip keeps the
+    comments): a test's edit holds however a team has laid out its dvc.yaml or params.yaml,
+    where a text replacement would silently match nothing."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    data = yaml.load(path)
+    change(data)
+    yaml.dump(data, path)
+
+
+def download_deps(spec: Any) -> list:
+    """The ``deps`` list of dvc.yaml's download stages (one template for every item)."""
+    return spec["stages"]["download"]["do"]["deps"]
 
 
 def unused(root: Path, name: str) -> str:

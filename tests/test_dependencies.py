@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import committed_tree
+from helpers import committed_tree, download_deps, edit_yaml
 
 from jaxpipe.analysis.deps import check_project, dvc_stages, import_closure
 from jaxpipe.tools.workspace import changed, committed_copy, dvc, git
 
 ROOT = Path(__file__).parents[1]
+HTTP, EVALUATE = "src/jaxpipe/data/http.py", "src/jaxpipe/evaluate.py"
 
 
 def test_every_stage_declares_exactly_the_modules_it_imports() -> None:
@@ -40,8 +41,7 @@ def _copy_project(dest: Path) -> Path:
 
 def test_a_dropped_dep_is_named_with_its_stage(tmp_path: Path) -> None:
     root = _copy_project(tmp_path)
-    spec = (root / "dvc.yaml").read_text()
-    (root / "dvc.yaml").write_text(spec.replace("        - src/jaxpipe/data/http.py\n", ""))
+    edit_yaml(root / "dvc.yaml", lambda spec: download_deps(spec).remove(HTTP))
     bad = {r.stage: r.missing for r in check_project(root) if r.missing}
     assert bad == {"download@mobile_price": ("src/jaxpipe/data/http.py",),
                    "download@mnist": ("src/jaxpipe/data/http.py",)}
@@ -53,10 +53,7 @@ def test_a_new_import_is_caught_and_an_unused_dep_too(tmp_path: Path) -> None:
     script.write_text(script.read_text().replace(
         "from jaxpipe.core.config import load_config",
         "from jaxpipe.core.config import load_config\nfrom jaxpipe.data import idx  # noqa"))
-    spec = root / "dvc.yaml"
-    spec.write_text(spec.read_text().replace("        - src/jaxpipe/data/http.py\n",
-                                             "        - src/jaxpipe/data/http.py\n"
-                                             "        - src/jaxpipe/evaluate.py\n"))
+    edit_yaml(root / "dvc.yaml", lambda spec: download_deps(spec).append(EVALUATE))
     results = {r.stage: r for r in check_project(root)}
     assert results["generate@xor"].missing == ("src/jaxpipe/data/idx.py",)
     assert results["download@mnist"].extra == ("src/jaxpipe/evaluate.py",)
@@ -115,9 +112,12 @@ def test_the_command_reports_the_wrong_stages_then_fails(tmp_path: Path,
                                        "import and the packages it imports\n")
     root = _copy_project(tmp_path)  # as committed: its own count of stages
     stages = len(dvc_stages(root))
-    spec = root / "dvc.yaml"
-    spec.write_text(spec.read_text().replace("        - src/jaxpipe/data/http.py\n",
-                                             "        - src/jaxpipe/evaluate.py\n"))
+
+    def swap(spec: dict) -> None:
+        deps = download_deps(spec)
+        deps[deps.index(HTTP)] = EVALUATE
+
+    edit_yaml(root / "dvc.yaml", swap)
     with pytest.raises(JaxpipeError) as err:
         main(["--root", str(root)])
     assert str(err.value) == f"2 of {stages} stages' code deps are wrong"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import committed_tree, fake_release
+from helpers import committed_tree, edit_yaml, fake_release
 
 from jaxpipe.analysis.deps import dvc_stages
 from jaxpipe.analysis.env import declared_problems, project_envs, record, report
@@ -87,9 +87,7 @@ def test_deps_names_a_package_the_record_misses_and_a_missing_declaration(tmp_pa
     del data["train"]["cnn_mnist"]["packages"]["optax"]
     data["download"]["mnist"]["packages"]["flax"] = "0.12.8"
     record_file.write_text(yaml.safe_dump(data))
-    spec = root / "dvc.yaml"
-    spec.write_text(spec.read_text().replace("    params:\n      - environment.yaml:\n"
-                                             "        - plots_page\n", ""))
+    edit_yaml(root / "dvc.yaml", lambda spec: spec["stages"]["plots_page"].pop("params"))
     assert declared_problems(root) == [
         "download@mnist: records flax, which its code does not import in "
         "environment.yaml:download.mnist",
