@@ -4,7 +4,7 @@ Every stage declares its own entry of ``environment.yaml`` as a params dep
 (``environment.yaml: [train.cnn_mnist]``), so ``dvc.lock`` records, per stage, the Python
 version, the version of every third-party distribution its code imports and the platform
 facts its output bytes depend on; ``jaxpipe env --record`` writes the file
-(``jaxpipe.analysis.env``). Under ``dvc repro`` (DVC sets ``DVC_STAGE``), a stage whose installed
+(``jaxpipe.tools.env``). Under ``dvc repro`` (DVC sets ``DVC_STAGE``), a stage whose installed
 environment differs from its entry refuses to start, naming the package, both versions and
 the command that records the new environment, so a lock never names results made with other
 software than it records. JAX's backend is only known once JAX has started, so it is checked
