@@ -367,8 +367,9 @@ FOOTER = "Having any troubles? Hit us up at https://dvc.org/support, we are alwa
 # How a cut connection reads in DVC's ``ERROR:`` lines; which appear depends on the moment
 # of the crash: ``failed to transfer '<md5>' - Connection not open`` or ``- [Errno 32] Broken
 # pipe`` (the socket died mid-write), ``failed to push data to the cloud - N files failed to
-# upload``, ``unexpected error - Connection not open``.
-CUT = ("Connection", "Broken pipe", "failed to transfer '", "files failed to")
+# upload``, ``unexpected error - Connection not open``; asyncssh words a loss as
+# ``Connection lost`` or ``SSH connection closed`` (compared without case).
+CUT = ("connection", "broken pipe", "failed to transfer '", "files failed to")
 
 
 def short_errors(stderr: str) -> bool:
@@ -376,7 +377,8 @@ def short_errors(stderr: str) -> bool:
     connection or the files it could not move."""
     lines = [line for line in errors(stderr) if line != FOOTER]
     return bool(lines) and all(
-        line.startswith("ERROR: ") and any(mark in line for mark in CUT) for line in lines)
+        line.startswith("ERROR: ") and any(mark in line.lower() for mark in CUT)
+        for line in lines)
 
 
 def test_short_errors_takes_every_cut_and_nothing_else() -> None:
@@ -384,6 +386,7 @@ def test_short_errors_takes_every_cut_and_nothing_else() -> None:
            "pipe\nERROR: unexpected error - Connection not open\n\n" + FOOTER + "\n")
     assert short_errors(cut)
     assert short_errors("ERROR: failed to push data to the cloud - 3 files failed to upload\n")
+    assert short_errors("ERROR: unexpected error - SSH connection closed\n")
     assert not short_errors("")
     assert not short_errors(FOOTER)
     assert not short_errors(cut + "Traceback (most recent call last):\n")
