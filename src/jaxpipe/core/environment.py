@@ -4,7 +4,7 @@ Every stage declares its own entry of ``environment.yaml`` as a params dep
 (``environment.yaml: [train.cnn_mnist]``), so ``dvc.lock`` records, per stage, the Python
 version, the version of every third-party distribution its code imports and the platform
 facts its output bytes depend on; ``jaxpipe env --record`` writes the file
-(``jaxpipe.tools.env``). Under ``dvc repro`` (DVC sets ``DVC_STAGE``), a stage whose installed
+(``jaxpipe.analysis.env``). Under ``dvc repro`` (DVC sets ``DVC_STAGE``), a stage whose installed
 environment differs from its entry refuses to start, naming the package, both versions and
 the command that records the new environment, so a lock never names results made with other
 software than it records. JAX's backend is only known once JAX has started, so it is checked
@@ -13,10 +13,11 @@ before the first output is renamed into place.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,11 @@ def entry_of(entries: Mapping[str, Any], stage: str) -> Mapping[str, Any] | None
     return value if isinstance(value, Mapping) else None
 
 
-def differences(entry: Mapping[str, Any], backend: str | None = None) -> list[str]:
+def differences(entry: Mapping[str, Any], backend: str | None = None,
+                version_of: Callable[[str], str | None] = installed) -> list[str]:
     """What differs between a recorded entry and this installation, one phrase each
-    (``jax 0.10.3 is installed, the record says 0.10.2``); JAX's backend only if given."""
+    (``jax 0.10.3 is installed, the record says 0.10.2``); JAX's backend only if given.
+    ``version_of`` looks up a distribution's installed version (``check_all``: once each)."""
     found = []
     now = {"python": python_version(), "machine": machine()}
     if backend is not None:
@@ -101,7 +104,7 @@ def differences(entry: Mapping[str, Any], backend: str | None = None) -> list[st
             found.append(f"{fact} is {value} here, the record says {entry[fact]}")
     packages = entry.get("packages") or {}
     for dist, recorded in packages.items():
-        version = installed(str(dist))
+        version = version_of(str(dist))
         if version is None:
             found.append(f"{dist} is not installed, the record says {recorded}")
         elif version != str(recorded):
@@ -133,21 +136,10 @@ def check_all(path: Path) -> str | None:
         raise JaxpipeError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(tree, Mapping):
         raise JaxpipeError(f"{path}: no stage recorded: run `{RECORD}`")
-    facts: dict[str, str] = {"python": python_version(), "machine": machine()}
-    versions: dict[str, str | None] = {}
+    version_of = functools.cache(installed)  # each distribution looked up once
     by_difference: dict[str, list[str]] = {}
     for stage, entry in recorded_entries(tree).items():
-        found = [f"{f} is {facts[f]} here, the record says {entry[f]}" for f in facts
-                 if f in entry and str(entry[f]) != facts[f]]
-        for dist, recorded in (entry.get("packages") or {}).items():
-            if dist not in versions:
-                versions[dist] = installed(str(dist))
-            version = versions[dist]
-            if version is None:
-                found.append(f"{dist} is not installed, the record says {recorded}")
-            elif version != str(recorded):
-                found.append(f"{dist} {version} is installed, the record says {recorded}")
-        for phrase in found:
+        for phrase in differences(entry, version_of=version_of):
             by_difference.setdefault(phrase, []).append(stage)
     if not by_difference:
         return None

@@ -12,13 +12,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from jaxpipe.core.environment import confirm_before_output
 from jaxpipe.core.errors import JaxpipeError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -186,6 +186,8 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def write_parquet(path: str | Path, table: pa.Table) -> None:
     """Write a Parquet file deterministically (same table, same bytes), atomically."""
+    import pyarrow.parquet as pq  # here: the writers of other files need no pyarrow
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", use_dictionary=False, write_statistics=True)
 
