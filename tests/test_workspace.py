@@ -22,6 +22,7 @@ from jaxpipe.tools.workspace import (
     RunConfig,
     _cpus,
     apply_profile,
+    changed,
     committed_copy,
     dvc,
     git,
@@ -274,6 +275,12 @@ def test_ran_stages_reads_dvc_repro_output() -> None:
               "> python stages/train.py xor_mlp 'Running stage'\n")
     assert ran_stages(output) == ["prepare@xor", "train@xor_mlp"]
     assert ran_stages("") == []
+    # the environment check is left out by its address: a team's own stage of that name is not
+    checks = "Running stage 'checks/dvc.yaml:environment':\nRunning stage 'environment':\n"
+    assert ran_stages(checks) == ["environment"]
+    status = ('{"checks/dvc.yaml:environment": [{"changed outs": {}}], "environment": '
+              '[{"changed deps": {}}], "train@x": ["always changed"]}')
+    assert changed(status) == {"environment": [{"changed deps": {}}]}
 
 
 def test_dvc_failure_names_the_command_folder_and_dvcs_words(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from jaxpipe.core.environment import CHECK_STAGE
 from jaxpipe.core.errors import JaxpipeError
 from jaxpipe.tools.mirror import apply_mirror
 
+CHECK = f"checks/dvc.yaml:{CHECK_STAGE}"  # the environment check's address in DVC's output
+
 log = logging.getLogger(__name__)
 ISAS = ("AVX512", "AVX2", "AVX", "SSE4_2")
 GIT_ENV = {"GIT_AUTHOR_NAME": "jaxpipe", "GIT_AUTHOR_EMAIL": "jaxpipe@localhost",
@@ -172,7 +174,7 @@ def ran_stages(output: str) -> list[str]:
     (``checks/dvc.yaml:environment``, ``always_changed``: every ``dvc repro`` runs it)."""
     prefix = "Running stage '"
     return [name for line in output.splitlines() if line.startswith(prefix)
-            and (name := line.split("'")[1]).rsplit(":", 1)[-1] != CHECK_STAGE]
+            and (name := line.split("'")[1]) != CHECK]
 
 
 def changed(status_json: str) -> dict[str, list]:
@@ -182,4 +184,4 @@ def changed(status_json: str) -> dict[str, list]:
     (``checks/dvc.lock``, not committed with ``dvc.lock``) is missing or older."""
     status = json.loads(status_json or "{}")
     return {stage: why for stage, why in status.items()
-            if why != ["always changed"] and stage.rsplit(":", 1)[-1] != CHECK_STAGE}
+            if why != ["always changed"] and stage != CHECK}
