@@ -33,10 +33,8 @@ ROOT = Path(__file__).parents[1]
 
 def committed(name: str) -> str:
     """File ``name`` of this repository as committed at HEAD: a test never reads the user's
-    own models, params edits or experiments (``jaxpipe.tools.workspace.committed_copy``
-    copies whole folders the same way)."""
-    return subprocess.run(["git", "show", f"HEAD:{name}"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    own models, params edits or experiments."""
+    return (committed_tree() / name).read_text()
 
 
 @functools.cache

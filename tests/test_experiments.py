@@ -119,10 +119,13 @@ def test_the_documented_experiments_run_in_order_without_leaking(pipeline, tmp_p
     params = (ws / "params.yaml").read_text()
     keep = _doc_block("docs/experiments.md", "## Keep the results first")
     lines = _doc_block("docs/experiments.md", "## Run experiments")
+    # wait for the queue; grep -c reads all of `dvc queue status` (grep -q exits at its first
+    # match, so dvc may die of SIGPIPE, and under pipefail that ended the wait early)
     script = "\n".join(lines).replace(
         "dvc queue start && dvc queue status",
         "dvc queue start && for i in $(seq 600); do "
-        "dvc queue status | grep -qE 'Queued|Running' || break; sleep 1; done; dvc queue status")
+        "[ \"$(dvc queue status | grep -cE 'Queued|Running')\" = 0 ] && break; "
+        "sleep 1; done; dvc queue status")
     env = {**os.environ, **GIT_ENV, "JAXPIPE_MIRROR": str(pipeline.mirror), "COLUMNS": "120",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(ws / "src")}
@@ -135,6 +138,7 @@ def test_the_documented_experiments_run_in_order_without_leaking(pipeline, tmp_p
                           env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (ws / "params.yaml").read_text() == params  # --temp and --queue leave it be
+    assert "experiment         changed params" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     table = proc.stdout[proc.stdout.index("experiment         changed params"):].splitlines()
     assert all(len(line) <= 120 for line in table), table
     rows = {line.split()[0]: line for line in table[1:]}
