@@ -6,7 +6,7 @@ bytes every time, so nothing after it re-runs.
 
 Fast on purpose, since every ``dvc repro`` pays for it: it reads the recorded package names
 from ``environment.yaml`` and asks ``importlib.metadata`` for their versions (no JAX, no walk
-of the code), and it writes its one line itself, without ``jaxpipe.core.console``'s set-up.
+of the code), and it writes its one line itself (``jaxpipe.core.console`` loads pyarrow).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 
 from jaxpipe.core.environment import CHECK_STAGE, FILE, check_all
 from jaxpipe.core.errors import JaxpipeError
-from jaxpipe.core.fileio import atomic_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except JaxpipeError as exc:
         problem = str(exc)
     if problem is None:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(f"installed as {FILE} records\n")
+        args.out.write_text(f"installed as {FILE} records\n")
         return 0
     sys.stderr.write(f"error: {CHECK_STAGE}: {problem}\n")
     return 2
